@@ -34,6 +34,8 @@ def test_repeated_call_is_a_cache_hit_with_no_new_tokens(tmp_path):
         assert await llm.ask("2+2?", purpose="p") == "four"
         total = llm.usage.total()
         assert (total.calls, total.cache_hits, total.total_tokens) == (2, 1, tokens)
+        # ...but what it would have cost is kept, so runs sharing a cache compare fairly.
+        assert tokens > 0 and (total.cached_tokens, total.tokens_used) == (tokens, 2 * tokens)
         assert len(llm.backend.requests) == 1
 
     asyncio.run(main())

@@ -83,7 +83,7 @@ class LLM:
             return await self._call(purpose, request)
         key = cache_key(engine=self.backend.identity, **request)
         if (hit := self.cache.get(key)) is not None:
-            record(self.usage, purpose, calls=1, cache_hits=1)
+            _record_hit(self.usage, purpose, hit)
             return hit
         if key in self._in_flight:  # an identical request is being answered: share its reply
             try:
@@ -99,7 +99,7 @@ class LLM:
                     temperature=temperature,
                     seed=seed,
                 )
-            record(self.usage, purpose, calls=1, cache_hits=1)
+            _record_hit(self.usage, purpose, shared)
             return shared
         future = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
@@ -122,7 +122,7 @@ class LLM:
         """Log-probabilities of the tokens of `text` under this model (for surprisal metrics)."""
         key = cache_key(engine=self.backend.identity, logprobs_of=text)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            record(self.usage, purpose, calls=1, cache_hits=1)
+            _record_hit(self.usage, purpose, hit)
             return [TokenLogprob(*pair) for pair in _decode_pairs(hit.text)]
         async with self._slots:
             started = time.perf_counter()
@@ -195,6 +195,11 @@ class LLM:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def _record_hit(usage: Usage, purpose: str, hit: Completion) -> None:
+    cached = hit.prompt_tokens + hit.completion_tokens
+    record(usage, purpose, calls=1, cache_hits=1, cached_tokens=cached)
 
 
 def _encode_pairs(pairs: list[TokenLogprob]) -> str:

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 class Counts:
     calls: int = 0
     cache_hits: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # paid for: answered by the engine
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt + completion tokens of the replies served by the cache
     retries: int = 0
     errors: int = 0
     seconds: float = 0.0
@@ -26,6 +27,11 @@ class Counts:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def tokens_used(self) -> int:
+        """What the experiment needed, however it was served: the same in any order of runs."""
+        return self.total_tokens + self.cached_tokens
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Usage:
         return {
             **asdict(total),
             "total_tokens": total.total_tokens,
+            "tokens_used": total.tokens_used,
             "by_purpose": {p: asdict(c) for p, c in sorted(self.by_purpose.items())},
         }
 

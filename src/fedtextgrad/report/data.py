@@ -11,12 +11,17 @@ from typing import Any
 from fedtextgrad.errors import FedTextGradError
 
 NOTE = (
-    "Mean ± std over the seeds of completed runs. Tokens spent: prompt + completion tokens of "
-    "the calls an engine answered; calls answered by the response cache (shared by the runs of "
-    "a sweep) count in LLM calls but cost no tokens."
+    "Mean ± std over the seeds of completed runs. Tokens used: prompt + completion tokens of "
+    "every LLM call, including those the response cache (shared by the runs of a sweep) "
+    "answered for free, so that runs compare fairly whatever order they ran in."
 )
 MANIFEST = "sweep.json"  # written by `fedtextgrad sweep` (kept in step with sweep.MANIFEST)
 _IGNORED_KEYS = ("seed", "llm.")  # never a "setting": seeds are averaged, llm.* is plumbing
+
+
+def tokens_used(usage: dict) -> int:
+    """Tokens of every call, cached or not (results written before 0.1 lack the cached part)."""
+    return usage.get("tokens_used", usage["total_tokens"])
 
 
 @dataclass
@@ -46,10 +51,10 @@ class Run:
         return head + [r["prompt_tokens"] for r in self.rounds]
 
     def cumulative_tokens(self) -> list[int]:
-        """LLM tokens spent in rounds 1..t (training, aggregation, validation), t = 0, 1, ..."""
+        """LLM tokens used in rounds 1..t (training, aggregation, validation), t = 0, 1, ..."""
         curve = [0]
         for entry in self.rounds:
-            curve.append(curve[-1] + entry["usage"]["total_tokens"])
+            curve.append(curve[-1] + tokens_used(entry["usage"]))
         return curve
 
     def final_uid(self) -> dict | None:
@@ -213,7 +218,7 @@ METRICS: list[tuple[str, Any, str]] = [
     ("final test acc", lambda r: r.results["final"]["test_accuracy"], "{:.3f}"),
     ("best-val test acc", lambda r: r.results["final"]["best_test_accuracy"], "{:.3f}"),
     ("final prompt tokens", lambda r: r.prompt_tokens_curve()[-1], "{:.0f}"),
-    ("tokens spent (k)", lambda r: r.results["usage"]["total_tokens"] / 1000, "{:.1f}"),
+    ("tokens used (k)", lambda r: tokens_used(r.results["usage"]) / 1000, "{:.1f}"),
     ("LLM calls", lambda r: r.results["usage"]["calls"], "{:.0f}"),
     ("minutes", lambda r: r.results["wall_seconds"] / 60, "{:.1f}"),
 ]

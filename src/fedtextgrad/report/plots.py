@@ -107,7 +107,7 @@ def cost_vs_rounds(study: Study) -> Figure:
         _band(right, setting, Run.cumulative_tokens)
     left.set(xlabel="round", ylabel="tokens", title="global prompt length")
     right.set(
-        xlabel="round", ylabel="tokens", title="LLM tokens spent (cumulative; cache hits are free)"
+        xlabel="round", ylabel="tokens", title="LLM tokens used (cumulative, cached calls included)"
     )
     for ax in (left, right):
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedtextgrad.report import plots
-from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table
+from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table, tokens_used
 
 
 @dataclass
@@ -176,17 +176,18 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
         f"{final['test_accuracy']:.3f} (final prompt); best validation {final['best_val_accuracy']:.3f} "
         f"in round {final['best_round']}, whose prompt scores {final['best_test_accuracy']:.3f} on test",
         f"- cost: {usage['calls']} LLM calls ({usage['cache_hits']} from the cache), "
-        f"{usage['total_tokens']} tokens, {results['wall_seconds'] / 60:.1f} minutes",
+        f"{tokens_used(usage)} tokens used ({usage['total_tokens']} paid), "
+        f"{results['wall_seconds'] / 60:.1f} minutes",
         "",
     ]
-    header = ["round", "val acc", "prompt tokens", "tokens spent", "seconds"]
+    header = ["round", "val acc", "prompt tokens", "tokens used", "seconds"]
     rows = [["0", f"{initial['val_accuracy']:.3f}", str(initial["prompt_tokens"]), "", ""]]
     rows += [
         [
             str(r["round"]),
             f"{r['val_accuracy']:.3f}",
             str(r["prompt_tokens"]),
-            str(r["usage"]["total_tokens"]),
+            str(tokens_used(r["usage"])),
             f"{r['seconds']:.0f}",
         ]
         for r in results["rounds"]
