@@ -82,6 +82,13 @@ def run(
                 progress.update(
                     bar, description=f"round {event['round']}: clients {event['clients']}"
                 )
+            elif kind == "step":
+                verdict = "accepted" if event["accepted"] else "kept the prompt"
+                progress.update(
+                    bar,
+                    description=f"round {event['round']}: client {event['client']} "
+                    f"step {event['step']} {verdict}",
+                )
             elif kind == "round":
                 progress.advance(bar)
                 progress.console.print(

@@ -76,6 +76,13 @@ def test_a_federated_run_learns_and_writes_complete_results(tmp_path, method):
     kinds = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").open()]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("round") == 2
     assert [e["event"] for e in events] == kinds
+    # every local step is logged as it happens, before its round ends
+    steps = [e for e in events if e["event"] == "step"]
+    assert sorted((e["round"], e["client"], e["step"]) for e in steps) == [
+        (r, c, 1) for r in (1, 2) for c in (0, 1, 2)
+    ]
+    assert kinds.index("step") < kinds.index("round")
+    assert {"accepted", "reason", "batch_accuracy"} <= steps[0].keys()
 
 
 def test_concat_grows_and_summaries_keep_one_format_sentence(tmp_path):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from fedtextgrad.federated.aggregators import Upload
 from fedtextgrad.llm.usage import Usage
 from fedtextgrad.textgrad import LocalTrainer, StepRecord
+from fedtextgrad.textgrad.trainer import StepSink
 
 if TYPE_CHECKING:
     from fedtextgrad.privacy.guard import UploadGuard
@@ -72,11 +73,15 @@ class Client:
         self.guard = guard  # privacy: turns the trained prompt into the upload
 
     async def run_round(
-        self, global_prompt: str, round_number: int, local_steps: int
+        self,
+        global_prompt: str,
+        round_number: int,
+        local_steps: int,
+        on_step: StepSink | None = None,
     ) -> ClientUpdate:
         started = time.perf_counter()
         result = await self.trainer.train(
-            global_prompt, steps=local_steps, round_number=round_number
+            global_prompt, steps=local_steps, round_number=round_number, on_step=on_step
         )
         prompt, privacy = result.prompt, None
         if self.guard is not None:

@@ -4,17 +4,25 @@ the engines' parallel slots stay busy. (The Flower runtime differs only in trans
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from fedtextgrad.federated.client import Client, ClientFailure, ClientUpdate
+from fedtextgrad.textgrad import StepRecord
 
 Outcome = ClientUpdate | ClientFailure
+ClientStepSink = Callable[[int, StepRecord], None]  # (client id, its step just done)
 
 
 class Runtime(Protocol):
     async def train(
-        self, round_number: int, client_ids: Sequence[int], prompt: str, local_steps: int
+        self,
+        round_number: int,
+        client_ids: Sequence[int],
+        prompt: str,
+        local_steps: int,
+        on_step: ClientStepSink | None = None,
     ) -> list[Outcome]: ...
 
 
@@ -24,13 +32,19 @@ class InProcessRuntime:
         self.timeout = timeout
 
     async def train(
-        self, round_number: int, client_ids: Sequence[int], prompt: str, local_steps: int
+        self,
+        round_number: int,
+        client_ids: Sequence[int],
+        prompt: str,
+        local_steps: int,
+        on_step: ClientStepSink | None = None,
     ) -> list[Outcome]:
         async def one(client_id: int) -> Outcome:
             client = self.clients[client_id]
+            sink = partial(on_step, client_id) if on_step else None
             try:
                 return await asyncio.wait_for(
-                    client.run_round(prompt, round_number, local_steps), self.timeout
+                    client.run_round(prompt, round_number, local_steps, sink), self.timeout
                 )
             except TimeoutError:
                 return ClientFailure(client_id, f"no update within the {self.timeout:g} s deadline")

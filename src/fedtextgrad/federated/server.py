@@ -16,7 +16,7 @@ from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate
-from fedtextgrad.federated.runtime import Runtime
+from fedtextgrad.federated.runtime import ClientStepSink, Runtime
 from fedtextgrad.federated.setup import Engines, FederatedData, sample_clients
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.llm.usage import Usage, track_usage
@@ -24,7 +24,7 @@ from fedtextgrad.metrics import measure
 from fedtextgrad.privacy.monitor import PrivacyMonitor
 from fedtextgrad.robustness.defenses import Defense
 from fedtextgrad.tasks import Example
-from fedtextgrad.textgrad import accuracy, evaluate
+from fedtextgrad.textgrad import StepRecord, accuracy, evaluate
 
 SCHEMA_VERSION = 1
 EventSink = Callable[[dict], None]
@@ -93,7 +93,7 @@ class Server:
         with track_usage() as usage:
             for attempt in range(fed.round_retries + 1):
                 outcomes = await self.runtime.train(
-                    number, sampled, prompt, self.config.train.local_steps
+                    number, sampled, prompt, self.config.train.local_steps, self._step_event(number)
                 )
                 updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
                 for failure in (o for o in outcomes if isinstance(o, ClientFailure)):
@@ -145,6 +145,13 @@ class Server:
             failures=len(failures),
         )
         return entry
+
+    def _step_event(self, number: int) -> ClientStepSink:
+        def emit(client: int, step: StepRecord) -> None:
+            record = {k: v for k, v in step.to_dict().items() if k != "feedback"}
+            self._emit("step", round=number, client=client, **record)
+
+        return emit
 
     def _audit(
         self, number: int, updates: list[ClientUpdate], incoming: str, global_prompt: str

@@ -18,7 +18,7 @@ from flwr.common.constant import ErrorCode
 
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate
-from fedtextgrad.federated.runtime import Outcome
+from fedtextgrad.federated.runtime import ClientStepSink, Outcome
 from fedtextgrad.flower import messages
 from fedtextgrad.llm.usage import Usage, record
 
@@ -55,8 +55,14 @@ class FlowerRuntime:
         self._waited = False
 
     async def train(
-        self, round_number: int, client_ids: Sequence[int], prompt: str, local_steps: int
+        self,
+        round_number: int,
+        client_ids: Sequence[int],
+        prompt: str,
+        local_steps: int,
+        on_step: ClientStepSink | None = None,
     ) -> list[Outcome]:
+        """`on_step` hears of a client's steps when its reply arrives (they are not streamed)."""
         # The first round waits for the federation to gather; later ones only look for newcomers.
         await self.discover(wait=0.0 if self._waited else self.node_wait)
         self._waited = True
@@ -84,6 +90,8 @@ class FlowerRuntime:
             outcome = messages.read_reply(client, reply)
             if isinstance(outcome, ClientUpdate):
                 _credit(outcome.usage)
+                for step in outcome.steps if on_step else ():
+                    on_step(client, step)
             elif reply.has_error() and reply.error.code == ErrorCode.NODE_UNAVAILABLE:
                 self.nodes.pop(client, None)  # gone: look for its replacement next round
             outcomes[client] = outcome

@@ -30,9 +30,9 @@ class RecordingTrainer(LocalTrainer):
 
     step_prompts: list[str]
 
-    async def train(self, prompt: str, *, steps: int, round_number: int = 1):
+    async def train(self, prompt: str, **kwargs):
         self.step_prompts = []
-        return await super().train(prompt, steps=steps, round_number=round_number)
+        return await super().train(prompt, **kwargs)
 
     async def step(self, prompt, batch, memory, number):
         kept, record, accuracy = await super().step(prompt, batch, memory, number)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from fedtextgrad.config import TrainConfig
@@ -28,6 +28,9 @@ class StepRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+StepSink = Callable[[StepRecord], None]  # told of each step as soon as it is done
 
 
 @dataclass
@@ -77,7 +80,14 @@ class LocalTrainer:
             del order[: self.config.batch_size]
         return batches
 
-    async def train(self, prompt: str, *, steps: int, round_number: int = 1) -> TrainResult:
+    async def train(
+        self,
+        prompt: str,
+        *,
+        steps: int,
+        round_number: int = 1,
+        on_step: StepSink | None = None,
+    ) -> TrainResult:
         records: list[StepRecord] = []
         memory: list[str] = []
         before = after = 0.0
@@ -87,6 +97,8 @@ class LocalTrainer:
                 if number == 1:
                     before = record.batch_accuracy
                 records.append(record)
+                if on_step:
+                    on_step(record)
                 if record.feedback and self.config.momentum:
                     memory = (memory + [record.feedback])[-self.config.momentum :]
         return TrainResult(prompt, records, before, after, usage)
