@@ -135,7 +135,8 @@ def main() -> None:
     smallest = min(results, key=lambda r: r["clients"])
     added = largest["clients"] - smallest["clients"]
     # What one more client costs, all included (its data, trainer, privacy profile, calls).
-    marginal = (largest["peak_rss_in_run_mb"] - smallest["peak_rss_in_run_mb"]) * 1024 / added
+    growth = largest["peak_rss_in_run_mb"] - smallest["peak_rss_in_run_mb"]
+    marginal = growth * 1024 / added if added else None  # needs two client counts
 
     write_json(
         args.out,

@@ -111,11 +111,9 @@ class Server:
             defense = Defense(self.config.defense, self.data.objective, self._defense_score)
             uploads = await defense.screen([u.upload for u in updates], prompt)
             merged = await aggregate(fed.aggregation, uploads, self._aggregation_context(prompt))
-            audit = self._audit(number, updates, prompt, merged.prompt)
             val = await self.evaluate(merged.prompt, self.data.val)
             if not await defense.accepts(merged.prompt, val, prompt):  # keep the old prompt
                 merged.prompt, val = prompt, await defense.score(prompt)
-                audit = self._audit(number, updates, prompt, merged.prompt)
         entry = {
             "round": number,
             "sampled": sampled,
@@ -132,8 +130,10 @@ class Server:
             "seconds": round(time.perf_counter() - started, 3),
             "usage": usage.to_dict(),
         }
-        if audit is not None:  # what the uploads and the new global prompt reveal
-            entry["privacy"], canary_events = await audit
+        if self.privacy is not None:  # what the uploads and the new global prompt reveal
+            entry["privacy"], canary_events = self.privacy.round(
+                number, updates, prompt, merged.prompt
+            )
             for event in canary_events:
                 self._emit(**event)
         self._emit(
@@ -152,16 +152,6 @@ class Server:
             self._emit("step", round=number, client=client, **record)
 
         return emit
-
-    def _audit(
-        self, number: int, updates: list[ClientUpdate], incoming: str, global_prompt: str
-    ) -> asyncio.Future[tuple[dict, list[dict]]] | None:
-        """The privacy audit, started now in a worker thread: pure CPU work that would otherwise
-        hold up the next calls, it runs while the round's validation calls are in flight."""
-        if self.privacy is None:
-            return None
-        audit = asyncio.to_thread(self.privacy.round, number, updates, incoming, global_prompt)
-        return asyncio.ensure_future(audit)
 
     # -- evaluation ---------------------------------------------------------------------------
 
