@@ -11,6 +11,7 @@ from scripted import RULE, toy_responder
 from fedtextgrad import FedTextGradError, load_config, run_async
 from fedtextgrad.federated import Engines, prepare_data, sample_clients
 from fedtextgrad.llm import ResponseCache, scripted_engine
+from fedtextgrad.tasks import load_task
 
 
 def config(**sections):
@@ -174,3 +175,19 @@ def test_by_task_partition_gives_each_client_one_task():
     owners = [{ex.task for ex in part} for part in data.client_train]
     assert owners == [{"bbh_object_counting"}, {"bbh_multistep_arithmetic_two"}] * 2
     assert {ex.task for ex in data.val} == {"bbh_object_counting", "bbh_multistep_arithmetic_two"}
+
+
+def test_a_looping_merge_is_tidied_and_keeps_the_format_last():
+    from fedtextgrad.federated.aggregators import AggregationContext, Upload, summarize
+    from fedtextgrad.textgrad import Objective
+
+    objective = Objective.of(
+        load_task("bbh_object_counting", train_size=3, val_size=1, test_size=1)
+    )
+    loop = "\n".join(
+        ["Count each item.", *(f"{n}. Skip other kinds." for n in range(1, 20)), "20."]
+    )
+    llm = scripted_engine(lambda m: f"<MERGED_PROMPT>{loop}</MERGED_PROMPT>")
+    uploads = [Upload(0, "A.", 3), Upload(1, "B.", 3)]
+    merged = asyncio.run(summarize(uploads, AggregationContext(objective, llm, "A.")))
+    assert merged.prompt == f"Count each item.\n1. Skip other kinds.\n{objective.answer_format}"

@@ -17,6 +17,7 @@ from fedtextgrad.textgrad import (
     forward,
     parse_update,
     score,
+    tidy,
     update,
 )
 
@@ -178,3 +179,15 @@ def test_a_worse_prompt_is_reverted_by_the_gates():
             assert "Always answer 0" not in result.prompt
 
     asyncio.run(main())
+
+
+def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():
+    looped = "\n".join(
+        ["You count things.", "Task Description:", "Rules:", "1. List items.", "2. Add them."]
+        + [f"{n}. Skip other kinds." for n in range(3, 25)]
+        + ["25.", "- ", "3.5 apples count as 3.5.", "Answer Format:"]
+    )
+    assert tidy(looped) == (
+        "You count things.\nRules:\n1. List items.\n2. Add them.\n3. Skip other kinds.\n"
+        "3.5 apples count as 3.5."
+    )

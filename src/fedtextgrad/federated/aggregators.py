@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fedtextgrad.llm import LLM
-from fedtextgrad.textgrad import Objective
+from fedtextgrad.textgrad import Objective, tidy
 
 _MERGED = re.compile(r"<MERGED_PROMPT>(.*?)(?:</MERGED_PROMPT>|$)", re.DOTALL)
 
@@ -120,7 +120,7 @@ async def _merge(uploads: Sequence[Upload], ctx: AggregationContext, principle: 
     request = SUMMARIZE.format(role=ctx.objective.role, principle=principle, prompts=listing)
     reply = await ctx.llm.ask(request, purpose="aggregation", max_tokens=ctx.max_tokens)
     match = _MERGED.search(reply)
-    merged = ctx.objective.without_format(match.group(1)) if match else ""
+    merged = tidy(ctx.objective.without_format(match.group(1))) if match else ""
     if not merged:  # a malformed reply must not lose the round: fall back to the best client
         best = max(uploads, key=lambda u: u.accuracy_after)
         return Aggregate(best.prompt, {"fallback": "malformed merge reply; kept the best upload"})

@@ -12,6 +12,7 @@ from fedtextgrad.textgrad.step import (
     judge,
     parse_update,
     score,
+    tidy,
     update,
 )
 from fedtextgrad.textgrad.trainer import LocalTrainer, StepRecord, TrainResult
@@ -31,5 +32,6 @@ __all__ = [
     "judge",
     "parse_update",
     "score",
+    "tidy",
     "update",
 ]

@@ -17,6 +17,7 @@ from fedtextgrad.textgrad import templates
 _TAGGED = re.compile(r"<IMPROVED_VARIABLE>(.*?)</IMPROVED_VARIABLE>", re.DOTALL)
 LOOP_PENALTY = 0.3  # small models at temperature 0 tend to repeat one instruction until cut off
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
 _FEEDBACK_COMBINE_CHARS = 6000  # beyond this, feedback is merged by the LLM to fit the context
 
 
@@ -237,8 +238,7 @@ def parse_update(reply: str, objective: Objective, max_chars: int) -> tuple[str 
     candidate = match.group(1).strip()
     if not objective.keeps_format(candidate):
         return None, "the improved prompt dropped the answer-format instruction"
-    body = drop_repeats(objective.without_format(candidate))
-    body = re.sub(r"(\n[^\n]*:)+$", "", body).strip()  # a dangling "Answer format:" heading
+    body = tidy(objective.without_format(candidate))
     if not body:
         return None, "the improved prompt is empty"
     candidate = f"{body}\n{objective.answer_format}"  # the format instruction goes last
@@ -247,20 +247,36 @@ def parse_update(reply: str, objective: Objective, max_chars: int) -> tuple[str 
     return candidate, ""
 
 
-def drop_repeats(text: str) -> str:
-    """Remove repeated sentences: small models sometimes loop on one instruction."""
+def tidy(text: str) -> str:
+    """Undo what small models do to a prompt they write: looping on one instruction (also as
+    "7. X", "8. X", ...), empty list items ("3."), headings with nothing under them. The
+    numbered items left are renumbered."""
     seen: set[str] = set()
-    lines = []
+    lines: list[tuple[str, str]] = []  # (list marker or "", content)
     for line in text.splitlines():
+        marker, content = _LIST_ITEM.match(line.strip()).groups(default="")
         kept = []
-        for sentence in _SENTENCE_END.split(line.strip()):
+        for sentence in _SENTENCE_END.split(content):
             key = _normalize(sentence)
             if key and key not in seen:
                 seen.add(key)
                 kept.append(sentence)
         if kept:
-            lines.append(" ".join(kept))
-    return "\n".join(lines)
+            lines.append((marker, " ".join(kept)))
+    lines = [
+        (marker, content)
+        for i, (marker, content) in enumerate(lines)
+        if not (_is_heading(content) and (i + 1 == len(lines) or _is_heading(lines[i + 1][1])))
+    ]
+    out, number = [], 0
+    for marker, content in lines:
+        number = number + 1 if marker[:1].isdigit() else 0
+        out.append(f"{number}. {content}" if number else f"{marker} {content}".strip())
+    return "\n".join(out)
+
+
+def _is_heading(line: str) -> bool:
+    return line.endswith(":") and len(line.split()) <= 4
 
 
 def condense(feedback: str) -> str:
