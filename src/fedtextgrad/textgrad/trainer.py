@@ -23,7 +23,7 @@ class StepRecord:
     accepted: bool
     reason: str
     prompt_chars: int
-    tokens: int
+    tokens: int  # LLM tokens the step used (prompt + completion, cached calls included)
     feedback: str = ""
 
     def to_dict(self) -> dict:
@@ -152,7 +152,7 @@ class LocalTrainer:
                         if kept_acc is None:
                             kept_acc = batch_acc
             record.prompt_chars = len(prompt)
-        record.tokens = usage.total().total_tokens
+        record.tokens = usage.total().tokens_used  # cached calls included: comparable across runs
         return prompt, record, kept_acc
 
     async def gate(
