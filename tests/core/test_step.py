@@ -181,6 +181,23 @@ def test_a_worse_prompt_is_reverted_by_the_gates():
     asyncio.run(main())
 
 
+def test_a_rewrite_that_changes_nothing_is_not_an_update():
+    def echo(messages):
+        if "<CURRENT_PROMPT>" in messages[-1]["content"]:
+            return f"<IMPROVED_VARIABLE>{TASK.initial_prompt}</IMPROVED_VARIABLE>"
+        return "Answer: 999"  # always wrong: every step has something to learn
+
+    async def main():
+        llm = scripted_engine(echo)
+        result = await trainer("validation", llm=llm).train(TASK.initial_prompt, steps=1)
+        step = result.steps[0]
+        assert not step.accepted and step.candidate_accuracy is None
+        assert step.reason == "the rewrite is the current prompt: nothing to update"
+        assert llm.usage.by_purpose["gate"].calls == 0
+
+    asyncio.run(main())
+
+
 def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():
     looped = "\n".join(
         ["You count things.", "Task Description:", "Rules:", "1. List items.", "2. Add them."]
