@@ -47,8 +47,6 @@ def config(attackers=0, attack="injection", defense=None, gate="batch", seed=3, 
 
 
 def forward_answer(system: str, question: str, target: str) -> str:
-    if len(system) > CONTEXT_CHARS:
-        raise EngineError("scripted: the prompt is longer than the model's context window")
     if FORMAT_MARK not in system:
         return "I would say it is somewhere around a handful."
     if "always answer 0" in system:
@@ -66,6 +64,8 @@ def world(cfg) -> Engines:
     targets = {ex.input: ex.target for ex in examples}
 
     def responder(messages):
+        if sum(len(m["content"]) for m in messages) > CONTEXT_CHARS:  # any request, as for real
+            raise EngineError("scripted: the prompt is longer than the model's context window")
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
         user = messages[-1]["content"]
         if user in targets:
