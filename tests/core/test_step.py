@@ -85,11 +85,12 @@ def test_parse_update_tidies_repeats_and_puts_the_format_last():
     assert prompt == f"Count carefully.\nList items.\n{FMT}"
 
 
-def test_update_retries_once_then_rejects_without_crashing():
-    async def main():
-        replies = iter(["no tags here", "still no tags"])
-        llm = scripted_engine(lambda m: next(replies))
-        result = await update(
+def scripted_update(replies: list[str], **kw):
+    """Run `update` against an engine that answers with `replies` in turn; (result, requests)."""
+    answers = iter(replies)
+    llm = scripted_engine(lambda m: next(answers))
+    result = asyncio.run(
+        update(
             llm,
             TASK.initial_prompt,
             OBJECTIVE,
@@ -98,33 +99,24 @@ def test_update_retries_once_then_rejects_without_crashing():
             total=3,
             max_chars=1000,
             max_tokens=64,
+            **kw,
         )
-        assert result.prompt is None and result.reason.startswith("rejected: the reply has no")
-        assert len(llm.backend.requests) == 2
-        assert "could not be used" in llm.backend.requests[1][-1]["content"]
+    )
+    return result, llm.backend.requests
 
-    asyncio.run(main())
+
+def test_update_retries_once_then_rejects_without_crashing():
+    result, requests = scripted_update(["no tags here", "still no tags"])
+    assert result.prompt is None and result.reason.startswith("rejected: the reply has no")
+    assert len(requests) == 2
+    assert "could not be used" in requests[1][-1]["content"]
 
 
 def test_update_succeeds_on_the_retry():
-    async def main():
-        replies = iter(["oops", f"<IMPROVED_VARIABLE>Be exact. {FMT}</IMPROVED_VARIABLE>"])
-        llm = scripted_engine(lambda m: next(replies))
-        result = await update(
-            llm,
-            TASK.initial_prompt,
-            OBJECTIVE,
-            "fb",
-            wrong=1,
-            total=3,
-            max_chars=1000,
-            max_tokens=64,
-            rules=["Never quote examples."],
-        )
-        assert result.prompt == f"Be exact.\n{FMT}"
-        assert "- Never quote examples." in llm.backend.requests[0][-1]["content"]
-
-    asyncio.run(main())
+    reply = f"<IMPROVED_VARIABLE>Be exact. {FMT}</IMPROVED_VARIABLE>"
+    result, requests = scripted_update(["oops", reply], rules=["Never quote examples."])
+    assert result.prompt == f"Be exact.\n{FMT}"
+    assert "- Never quote examples." in requests[0][-1]["content"]
 
 
 def trainer(gate: str, llm=None, **kw) -> LocalTrainer:

@@ -90,8 +90,9 @@ class FlowerRuntime:
             outcome = messages.read_reply(client, reply)
             if isinstance(outcome, ClientUpdate):
                 _credit(outcome.usage)
-                for step in outcome.steps if on_step else ():
-                    on_step(client, step)
+                if on_step:
+                    for step in outcome.steps:
+                        on_step(client, step)
             elif reply.has_error() and reply.error.code == ErrorCode.NODE_UNAVAILABLE:
                 self.nodes.pop(client, None)  # gone: look for its replacement next round
             outcomes[client] = outcome

@@ -20,7 +20,7 @@ _IGNORED_KEYS = ("seed", "llm.")  # never a "setting": seeds are averaged, llm.*
 
 
 def tokens_used(usage: dict) -> int:
-    """Tokens of every call, cached or not (results written before 0.1 lack the cached part)."""
+    """Tokens of every call, cached or not (older results.json files lack the cached part)."""
     return usage.get("tokens_used", usage["total_tokens"])
 
 

@@ -154,7 +154,7 @@ class LocalTrainer:
                         if kept_acc is None:
                             kept_acc = batch_acc
             record.prompt_chars = len(prompt)
-        record.tokens = usage.total().tokens_used  # cached calls included: comparable across runs
+        record.tokens = usage.total().tokens_used
         return prompt, record, kept_acc
 
     async def gate(
