@@ -86,10 +86,13 @@ def main() -> None:
     per_token = args.per_token if args.per_token is not None else (0.0 if args.quick else 0.005)
     limits = {"parallel": args.concurrency, "default": None, "sequential": 1}
     chosen = args.runs or ("parallel,sequential" if args.quick else "parallel,default,sequential")
-    variants = [
-        (f"concurrency_{name}", int(name)) if name.isdigit() else (name, limits[name])
-        for name in chosen.split(",")
-    ]
+    variants = []
+    for name in chosen.split(","):
+        label, limit = (
+            (f"concurrency_{name}", int(name)) if name.isdigit() else (name, limits[name])
+        )
+        repeats = sum(1 for other, _ in variants if other.split("#")[0] == label)
+        variants.append((f"{label}#{repeats + 1}" if repeats else label, limit))  # a repeat
 
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:

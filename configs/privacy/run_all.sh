@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Every privacy variant of docs/privacy.md's table, on one task config, then the table.
 # Usage: configs/privacy/run_all.sh configs/privacy/object_counting.toml runs/privacy/oc [VARIANT...]
+#        [-- RUN OPTIONS...]   (passed to every `fedtextgrad run`, e.g. -- --set llm.threads=1)
 # The variants share one response cache, so the calls they have in common run once.
 set -euo pipefail
 config=$1
 out=$2
 shift 2
-names=("${@:-none sanitize policy instruction sanitize_llm}")
-# shellcheck disable=SC2206
-names=(${names[*]})
+names=()
+extra=()
+while (($#)); do
+  if [ "$1" = -- ]; then
+    shift
+    extra=("$@")
+    break
+  fi
+  names+=("$1")
+  shift
+done
+((${#names[@]})) || names=(none sanitize policy instruction sanitize_llm)
 cache=${FEDTEXTGRAD_PRIVACY_CACHE:-$out/cache}
 fed=${FEDTEXTGRAD:-.venv/bin/fedtextgrad}
 declare -A variants=(
@@ -21,6 +31,6 @@ declare -A variants=(
 for name in "${names[@]}"; do
   # shellcheck disable=SC2086
   [ -f "$out/$name/results.json" ] && resume=--resume || resume=
-  $fed run "$config" --out "$out/$name" --set "llm.cache_dir='$cache'" --set llm.timeout=${FEDTEXTGRAD_TIMEOUT:-600} ${variants[$name]} $resume
+  $fed run "$config" --out "$out/$name" --set "llm.cache_dir='$cache'" --set llm.timeout=${FEDTEXTGRAD_TIMEOUT:-600} ${variants[$name]} $resume "${extra[@]}"
 done
 .venv/bin/python -m fedtextgrad.privacy.table "${names[@]/#/$out/}"
