@@ -50,9 +50,13 @@ def test_update_replies_pass_the_update_parser(objective):
         total=3,
         feedback="Count only the items of the asked kind.",
         memory="",
-        max_words=500,
-        rules="",
-        answer_format=objective.answer_format,
+        rules="".join(
+            f"- {rule}\n"
+            for rule in [
+                *templates.update_rules(500),
+                f"{templates.FORMAT_RULE} {objective.answer_format}",
+            ]
+        ),
     )
     messages = [
         {"role": "system", "content": templates.UPDATE_SYSTEM},

@@ -190,6 +190,19 @@ def test_a_rewrite_that_changes_nothing_is_not_an_update():
     asyncio.run(main())
 
 
+def test_update_drops_the_request_rules_the_model_copied_into_its_prompt():
+    # Seen with the 1.5B model on GSM8K: the request's own rules came back as the prompt's rules.
+    copied = (
+        "<IMPROVED_VARIABLE>Rules:\n- Keep it under 110 words\n- Do not copy questions, numbers, "
+        "names or answers from the examples: state general rules.\n- Never quote examples.\n"
+        "1. List every item.\n- The last sentence must be exactly:\n"
+        f"{FMT}</IMPROVED_VARIABLE>"
+    )
+    result, requests = scripted_update([copied], rules=["Never quote examples."])
+    assert "- Keep it under 110 words." in requests[0][-1]["content"]
+    assert result.prompt == f"Rules:\n1. List every item.\n{FMT}"
+
+
 def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():
     looped = "\n".join(
         ["You count things.", "Task Description:", "Rules:", "1. List items.", "2. Add them."]

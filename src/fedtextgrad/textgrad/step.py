@@ -197,6 +197,7 @@ async def update(
     max_tokens: int,
 ) -> Update:
     """Textual gradient descent: the LLM rewrites the prompt from the feedback. One retry."""
+    listed = templates.update_rules(min(max_chars // 7, len(prompt.split()) + 80), rules)
     request = templates.UPDATE.format(
         role=objective.role,
         prompt=prompt,
@@ -204,9 +205,10 @@ async def update(
         total=total,
         feedback=gradient,
         memory=templates.UPDATE_MEMORY.format(past="\n\n".join(memory)) if memory else "",
-        max_words=min(max_chars // 7, len(prompt.split()) + 80),
-        rules="".join(f"- {rule}\n" for rule in rules),
-        answer_format=objective.answer_format,
+        rules="".join(
+            f"- {rule}\n"
+            for rule in [*listed, f"{templates.FORMAT_RULE} {objective.answer_format}"]
+        ),
     )
     messages = [
         {"role": "system", "content": templates.UPDATE_SYSTEM},
@@ -217,7 +219,9 @@ async def update(
         reply = await llm.chat(
             messages, purpose="update", max_tokens=max_tokens, frequency_penalty=LOOP_PENALTY
         )
-        candidate, problem = parse_update(reply.text, objective, max_chars)
+        candidate, problem = parse_update(
+            reply.text, objective, max_chars, echoes=[*listed, templates.FORMAT_RULE]
+        )
         if candidate is not None:
             return Update(candidate, "updated")
         # Retry afresh with a warning; replaying a looping reply would invite more of it.
@@ -228,8 +232,11 @@ async def update(
     return Update(None, f"rejected: {problem}")
 
 
-def parse_update(reply: str, objective: Objective, max_chars: int) -> tuple[str | None, str]:
-    """The prompt between the tags, tidied, or None and what is wrong with the reply."""
+def parse_update(
+    reply: str, objective: Objective, max_chars: int, echoes: Sequence[str] = ()
+) -> tuple[str | None, str]:
+    """The prompt between the tags, tidied (and without `echoes`, the request's own rules), or
+    None and what is wrong with the reply."""
     match = _TAGGED.search(reply)
     if match is None:
         if "<IMPROVED_VARIABLE>" in reply:
@@ -238,7 +245,7 @@ def parse_update(reply: str, objective: Objective, max_chars: int) -> tuple[str 
     candidate = match.group(1).strip()
     if not objective.keeps_format(candidate):
         return None, "the improved prompt dropped the answer-format instruction"
-    body = tidy(objective.without_format(candidate))
+    body = tidy(objective.without_format(candidate), echoes)
     if not body:
         return None, "the improved prompt is empty"
     candidate = f"{body}\n{objective.answer_format}"  # the format instruction goes last
@@ -247,11 +254,12 @@ def parse_update(reply: str, objective: Objective, max_chars: int) -> tuple[str 
     return candidate, ""
 
 
-def tidy(text: str) -> str:
+def tidy(text: str, echoes: Sequence[str] = ()) -> str:
     """Undo what small models do to a prompt they write: looping on one instruction (also as
-    "7. X", "8. X", ...), empty list items ("3."), headings with nothing under them. The
-    numbered items left are renumbered."""
-    seen: set[str] = set()
+    "7. X", "8. X", ...), empty list items ("3."), headings with nothing under them, and
+    sentences copied from the request's own rules (`echoes`). The numbered items left are
+    renumbered."""
+    seen = {_normalize(s) for echo in echoes for s in _SENTENCE_END.split(echo)}
     lines: list[tuple[str, str]] = []  # (list marker or "", content)
     for line in text.splitlines():
         marker, content = _LIST_ITEM.match(line.strip()).groups(default="")
@@ -286,4 +294,5 @@ def condense(feedback: str) -> str:
 
 
 def _normalize(text: str) -> str:
-    return " ".join(text.lower().split())
+    """Case, spacing and end punctuation do not make a sentence new."""
+    return " ".join(text.lower().split()).rstrip(".:;!")

@@ -1,6 +1,8 @@
 """The words we say to the models. Small models learn only from concrete, contrastive feedback:
 show the wrong answer next to the right one and ask for a general rule that prevents the error."""
 
+from collections.abc import Sequence
+
 FEEDBACK_SYSTEM = (
     "You are a careful teacher who reviews how a system prompt made a language model fail. "
     "You write feedback only: you never rewrite the prompt yourself."
@@ -52,11 +54,21 @@ Write an improved system prompt that keeps what already works and adds short, ge
 instructions that fix these mistakes: first the task description, then at most five numbered \
 rules, then the answer-format sentence.
 Rules:
-- Keep it under {max_words} words.
-- Do not copy questions, numbers, names or answers from the examples: state general rules.
-{rules}- The last sentence must be exactly: {answer_format}
-
+{rules}
 Reply with the improved prompt only, between <IMPROVED_VARIABLE> and </IMPROVED_VARIABLE>."""
+
+# The rules of the update request, one per line after "- " ({rules} above). Small models copy
+# them into the prompt they write; `update_rules` lets the parser recognise and drop them.
+UPDATE_RULES = (
+    "Keep it under {max_words} words.",
+    "Do not copy questions, numbers, names or answers from the examples: state general rules.",
+)
+FORMAT_RULE = "The last sentence must be exactly:"
+
+
+def update_rules(max_words: int, extra: Sequence[str] = ()) -> list[str]:
+    return [rule.format(max_words=max_words) for rule in UPDATE_RULES] + list(extra)
+
 
 UPDATE_MEMORY = """
 Feedback from earlier steps (already addressed or still open):
