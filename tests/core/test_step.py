@@ -85,7 +85,7 @@ def test_parse_update_tidies_repeats_and_puts_the_format_last():
     assert prompt == f"Count carefully.\nList items.\n{FMT}"
 
 
-def scripted_update(replies: list[str], **kw):
+def scripted_update(replies: list[str], gradient: str = "fb", **kw):
     """Run `update` against an engine that answers with `replies` in turn; (result, requests)."""
     answers = iter(replies)
     llm = scripted_engine(lambda m: next(answers))
@@ -94,7 +94,7 @@ def scripted_update(replies: list[str], **kw):
             llm,
             TASK.initial_prompt,
             OBJECTIVE,
-            "fb",
+            gradient,
             wrong=1,
             total=3,
             max_chars=1000,
@@ -201,6 +201,22 @@ def test_update_drops_the_request_rules_the_model_copied_into_its_prompt():
     result, requests = scripted_update([copied], rules=["Never quote examples."])
     assert "- Keep it under 110 words." in requests[0][-1]["content"]
     assert result.prompt == f"Rules:\n1. List every item.\n{FMT}"
+
+
+def test_update_drops_pasted_diagnoses_but_keeps_the_instructions():
+    gradient = (
+        "Feedback 1:\nMistake: It said 800,000 feet instead of 600,000 feet.\n"
+        "Instruction: Multiply the trips by the height once."
+    )
+    pasted = (
+        "<IMPROVED_VARIABLE>Solve the problem.\nFeedback 1:\nMistake: It said 800,000 feet "
+        "instead of 600,000 feet.\nInstruction: Multiply the trips by the height once.\n"
+        f"{FMT}</IMPROVED_VARIABLE>"
+    )
+    result, _ = scripted_update([pasted], gradient)
+    assert result.prompt == (
+        f"Solve the problem.\nInstruction: Multiply the trips by the height once.\n{FMT}"
+    )
 
 
 def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():

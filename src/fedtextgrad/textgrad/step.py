@@ -18,6 +18,9 @@ _TAGGED = re.compile(r"<IMPROVED_VARIABLE>(.*?)</IMPROVED_VARIABLE>", re.DOTALL)
 LOOP_PENALTY = 0.3  # small models at temperature 0 tend to repeat one instruction until cut off
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
+# Lines of the feedback that diagnose one example; pasted into a prompt they are noise (and
+# quote the example). The "Instruction:" lines are left: they are what a rewrite should use.
+_DIAGNOSIS = re.compile(r"\s*(Feedback \d+|Mistake|Solution):", re.IGNORECASE)
 _FEEDBACK_COMBINE_CHARS = 6000  # beyond this, feedback is merged by the LLM to fit the context
 
 
@@ -214,14 +217,15 @@ async def update(
         {"role": "system", "content": templates.UPDATE_SYSTEM},
         {"role": "user", "content": request},
     ]
+    # What the model may copy from the request instead of writing a prompt: dropped.
+    diagnoses = [line for text in (gradient, *memory) for line in text.splitlines()]
+    echoes = [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
     problem = ""
     for _ in range(2):
         reply = await llm.chat(
             messages, purpose="update", max_tokens=max_tokens, frequency_penalty=LOOP_PENALTY
         )
-        candidate, problem = parse_update(
-            reply.text, objective, max_chars, echoes=[*listed, templates.FORMAT_RULE]
-        )
+        candidate, problem = parse_update(reply.text, objective, max_chars, echoes)
         if candidate is not None:
             return Update(candidate, "updated")
         # Retry afresh with a warning; replaying a looping reply would invite more of it.
@@ -235,8 +239,8 @@ async def update(
 def parse_update(
     reply: str, objective: Objective, max_chars: int, echoes: Sequence[str] = ()
 ) -> tuple[str | None, str]:
-    """The prompt between the tags, tidied (and without `echoes`, the request's own rules), or
-    None and what is wrong with the reply."""
+    """The prompt between the tags, tidied (and without `echoes`: what it copied from the
+    request), or None and what is wrong with the reply."""
     match = _TAGGED.search(reply)
     if match is None:
         if "<IMPROVED_VARIABLE>" in reply:
@@ -257,8 +261,7 @@ def parse_update(
 def tidy(text: str, echoes: Sequence[str] = ()) -> str:
     """Undo what small models do to a prompt they write: looping on one instruction (also as
     "7. X", "8. X", ...), empty list items ("3."), headings with nothing under them, and
-    sentences copied from the request's own rules (`echoes`). The numbered items left are
-    renumbered."""
+    sentences copied from the request (`echoes`). The numbered items left are renumbered."""
     seen = {_normalize(s) for echo in echoes for s in _SENTENCE_END.split(echo)}
     lines: list[tuple[str, str]] = []  # (list marker or "", content)
     for line in text.splitlines():
