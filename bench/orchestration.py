@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from benchlib import (
@@ -86,13 +87,13 @@ def main() -> None:
     per_token = args.per_token if args.per_token is not None else (0.0 if args.quick else 0.005)
     limits = {"parallel": args.concurrency, "default": None, "sequential": 1}
     chosen = args.runs or ("parallel,sequential" if args.quick else "parallel,default,sequential")
-    variants = []
+    variants, seen = [], Counter()
     for name in chosen.split(","):
         label, limit = (
             (f"concurrency_{name}", int(name)) if name.isdigit() else (name, limits[name])
         )
-        repeats = sum(1 for other, _ in variants if other.split("#")[0] == label)
-        variants.append((f"{label}#{repeats + 1}" if repeats else label, limit))  # a repeat
+        seen[label] += 1  # a run named twice is measured twice: concurrency_128#2
+        variants.append((label if seen[label] == 1 else f"{label}#{seen[label]}", limit))
 
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:

@@ -66,6 +66,9 @@ class TrainConfig(_Section):
     feedback_max_tokens: int = Field(256, ge=16)
     update_max_tokens: int = Field(512, ge=16)
     loss: Literal["exact", "llm_judge"] = "exact"
+    update_rules: list[str] = Field(
+        default_factory=list, description="more rules for the update request, one sentence each"
+    )
 
 
 class FederationConfig(_Section):

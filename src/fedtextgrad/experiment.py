@@ -59,7 +59,7 @@ def build_clients(config: ExperimentConfig, data: FederatedData, engines: Engine
                 data.client_val[client_id],
                 config.train,
                 seed=f"{config.seed}/client{client_id}",
-                extra_rules=instruction_rules(config.privacy),
+                extra_rules=[*config.train.update_rules, *instruction_rules(config.privacy)],
             ),
         )
         for client_id, train in enumerate(data.client_train)

@@ -191,3 +191,16 @@ def test_a_looping_merge_is_tidied_and_keeps_the_format_last():
     uploads = [Upload(0, "A.", 3), Upload(1, "B.", 3)]
     merged = asyncio.run(summarize(uploads, AggregationContext(objective, llm, "A.")))
     assert merged.prompt == f"Count each item.\n1. Skip other kinds.\n{objective.answer_format}"
+
+
+def test_update_rules_from_the_config_reach_every_update_request(tmp_path):
+    rule = "Keep at most five rules: merge or replace rules rather than adding a sixth."
+    cfg = config(train={"update_rules": [rule]}, federation={"rounds": 1})
+    engines = toy_engines(cfg)
+    run(cfg, tmp_path, engines=engines)
+    updates = [
+        m[-1]["content"]
+        for m in engines.feedback.backend.requests
+        if "<CURRENT_PROMPT>" in m[-1]["content"]
+    ]
+    assert updates and all(f"- {rule}\n" in u for u in updates)
