@@ -201,7 +201,15 @@ def _running_clientapp(supernode: int) -> bool:
 def test_an_interrupted_flower_run_resumes_where_it_stopped(shared, in_process, tmp_path):
     out = tmp_path / "run"
     command = [CLI, "run", str(shared / "tiny.toml"), "--runtime", "flower", "--out", str(out)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell starts background jobs with Ctrl-C ignored, and children inherit that: give
+        # the run the terminal's default, so the test holds however pytest was launched.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     while first.poll() is None and len(saved_rounds(out)) < 1:
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)  # Ctrl-C after round 1 is saved
