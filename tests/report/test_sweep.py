@@ -71,8 +71,8 @@ def test_bad_sweep_files_fail_with_one_line(tmp_path, text, message):
 
 def test_the_shipped_sweep_files_are_valid():
     sweeps = ROOT / "configs" / "sweeps"
-    files = sorted([*sweeps.glob("*.toml"), *sweeps.glob("tiny/*.toml")])
-    assert len(files) >= 9
+    files = [p for d in ("", "tiny/", "measured/") for p in sorted(sweeps.glob(f"{d}*.toml"))]
+    assert len(files) >= 13
     for path in files:
         sweep = load_sweep(path)
         assert sweep.spec.question and len(sweep.runs) >= 2 * len(sweep.spec.seeds)
