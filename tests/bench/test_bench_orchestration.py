@@ -50,13 +50,7 @@ def test_update_replies_pass_the_update_parser(objective):
         total=3,
         feedback="Count only the items of the asked kind.",
         memory="",
-        rules="".join(
-            f"- {rule}\n"
-            for rule in [
-                *templates.update_rules(500),
-                f"{templates.FORMAT_RULE} {objective.answer_format}",
-            ]
-        ),
+        rules=templates.rules_block(templates.update_rules(500), objective.answer_format),
     )
     messages = [
         {"role": "system", "content": templates.UPDATE_SYSTEM},

@@ -208,10 +208,7 @@ async def update(
         total=total,
         feedback=gradient,
         memory=templates.UPDATE_MEMORY.format(past="\n\n".join(memory)) if memory else "",
-        rules="".join(
-            f"- {rule}\n"
-            for rule in [*listed, f"{templates.FORMAT_RULE} {objective.answer_format}"]
-        ),
+        rules=templates.rules_block(listed, objective.answer_format),
     )
     messages = [
         {"role": "system", "content": templates.UPDATE_SYSTEM},

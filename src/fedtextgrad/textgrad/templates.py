@@ -70,6 +70,11 @@ def update_rules(max_words: int, extra: Sequence[str] = ()) -> list[str]:
     return [rule.format(max_words=max_words) for rule in UPDATE_RULES] + list(extra)
 
 
+def rules_block(rules: Sequence[str], answer_format: str) -> str:
+    """The {rules} of UPDATE: one "- " line per rule, the answer-format rule last."""
+    return "".join(f"- {rule}\n" for rule in [*rules, f"{FORMAT_RULE} {answer_format}"])
+
+
 UPDATE_MEMORY = """
 Feedback from earlier steps (already addressed or still open):
 <PAST_FEEDBACK>
