@@ -185,7 +185,29 @@ def test_a_rewrite_that_changes_nothing_is_not_an_update():
         step = result.steps[0]
         assert not step.accepted and step.candidate_accuracy is None
         assert step.reason == "the rewrite is the current prompt: nothing to update"
+        assert llm.usage.by_purpose["update"].calls == 2  # asked again once, then given up
         assert llm.usage.by_purpose["gate"].calls == 0
+
+    asyncio.run(main())
+
+
+def test_a_copied_prompt_is_asked_for_again_with_a_warning():
+    # Seen with the 1.5B model: handed a merge with ten rules, it returned it verbatim.
+    better = f"Count each item listed, one by one.\n{FMT}"
+
+    def copier(messages):
+        request = messages[-1]["content"]
+        if "<CURRENT_PROMPT>" not in request:
+            return "Answer: 999"
+        if "repeated the current prompt unchanged" in request:
+            return f"<IMPROVED_VARIABLE>{better}</IMPROVED_VARIABLE>"
+        return f"<IMPROVED_VARIABLE>{TASK.initial_prompt}</IMPROVED_VARIABLE>"
+
+    async def main():
+        result = await trainer("none", llm=scripted_engine(copier)).train(
+            TASK.initial_prompt, steps=1
+        )
+        assert result.steps[0].accepted and result.prompt == better
 
     asyncio.run(main())
 

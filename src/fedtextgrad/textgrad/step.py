@@ -16,6 +16,9 @@ from fedtextgrad.textgrad import templates
 
 _TAGGED = re.compile(r"<IMPROVED_VARIABLE>(.*?)</IMPROVED_VARIABLE>", re.DOTALL)
 LOOP_PENALTY = 0.3  # small models at temperature 0 tend to repeat one instruction until cut off
+# A copied prompt is asked for again, sampled: greedy decoding copies it again even when told not
+# to (measured with the 1.5B model). Seeded, so the reply is cached and replayed like the others.
+COPY_RETRY_SAMPLING = {"temperature": 0.8, "seed": 0}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
 # Lines of the feedback that diagnose one example; pasted into a prompt they are noise (and
@@ -199,7 +202,9 @@ async def update(
     max_chars: int,
     max_tokens: int,
 ) -> Update:
-    """Textual gradient descent: the LLM rewrites the prompt from the feedback. One retry."""
+    """Textual gradient descent: the LLM rewrites the prompt from the feedback. One retry, also
+    when the reply is the current prompt again (small models copy a prompt that already breaks
+    the update's rules, e.g. a merge with ten rules, rather than choose what to change)."""
     listed = templates.update_rules(min(max_chars // 7, len(prompt.split()) + 80), rules)
     request = templates.UPDATE.format(
         role=objective.role,
@@ -219,17 +224,26 @@ async def update(
     echoes = [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
     problem = ""
     for _ in range(2):
+        sampling = COPY_RETRY_SAMPLING if problem == templates.COPIED else {}
         reply = await llm.chat(
-            messages, purpose="update", max_tokens=max_tokens, frequency_penalty=LOOP_PENALTY
+            messages,
+            purpose="update",
+            max_tokens=max_tokens,
+            frequency_penalty=LOOP_PENALTY,
+            **sampling,
         )
         candidate, problem = parse_update(reply.text, objective, max_chars, echoes)
-        if candidate is not None:
+        if candidate is not None and candidate.split() != prompt.split():
             return Update(candidate, "updated")
+        if candidate is not None:
+            problem = templates.COPIED
         # Retry afresh with a warning; replaying a looping reply would invite more of it.
         warning = templates.UPDATE_RETRY.format(
             problem=problem, answer_format=objective.answer_format
         )
         messages = [messages[0], {"role": "user", "content": f"{request}\n\n{warning}"}]
+    if problem == templates.COPIED:
+        return Update(None, "the rewrite is the current prompt: nothing to update")
     return Update(None, f"rejected: {problem}")
 
 

@@ -88,6 +88,13 @@ UPDATE_RETRY = (
     "the sentence: {answer_format}"
 )
 
+# The UPDATE_RETRY problem of a reply that repeated the current prompt.
+COPIED = (
+    "it repeated the current prompt unchanged, which fixes none of the mistakes. Change the "
+    "prompt: merge similar rules, replace or delete rules that did not prevent these mistakes, "
+    "and add the instructions the feedback asks for, keeping at most five numbered rules"
+)
+
 COMBINE_FEEDBACK = """\
 Below are several pieces of feedback on one system prompt. Merge them into one list of at most \
 {max_items} distinct, general, concrete instructions, most important first. Drop duplicates.

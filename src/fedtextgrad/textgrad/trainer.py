@@ -142,8 +142,6 @@ class LocalTrainer:
                 )
                 if result.prompt is None:
                     record.reason = result.reason
-                elif result.prompt.split() == prompt.split():  # the gate would re-score it
-                    record.reason = "the rewrite is the current prompt: nothing to update"
                 else:
                     record.accepted, record.candidate_accuracy, record.reason = await self.gate(
                         prompt, result.prompt, batch, batch_acc
