@@ -16,6 +16,18 @@ RULE = "Count only the items of the asked kind."
 def toy_responder(messages: list[Message], *, targets: dict[str, str], wrong: str = "999") -> str:
     system = messages[0]["content"] if messages[0]["role"] == "system" else ""
     user = messages[-1]["content"]
+    if "<VARIABLE>" in user:  # the paper's update: adds what the feedback asks for
+        current = re.search(r"<VARIABLE>\n(.*?)\n</VARIABLE>", user, re.DOTALL).group(1)
+        fmt = re.search(r"unchanged: (.*)\n", user).group(1)
+        advice = dict.fromkeys(re.findall(r"Add the rule: (.*)", user))
+        body = current.replace(fmt, "").strip()
+        return f"<IMPROVED_VARIABLE>{body} {' '.join(advice)}\n{fmt}</IMPROVED_VARIABLE>"
+    if "<RESPONSE_FEEDBACK>" in user:  # the paper's second hop: to the system prompt
+        return f"Add the rule: {RULE}"
+    if "The variable is the response" in user:  # the paper's first hop: to the response
+        return "The response counted items of another kind."
+    if "Combine them into one cohesive system prompt" in user:  # the paper's merge
+        return f"{RULE} Merged."
     if "<CURRENT_PROMPT>" in user:
         current = re.search(r"<CURRENT_PROMPT>\n(.*?)\n</CURRENT_PROMPT>", user, re.DOTALL).group(1)
         fmt = re.search(r"The last sentence must be exactly: (.*)\n", user).group(1)

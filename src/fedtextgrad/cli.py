@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.metrics.cli import uid as uid_command
 from fedtextgrad.report.cli import report as report_command
+from fedtextgrad.stats import Paired
 from fedtextgrad.sweep import command as sweep_command
 from fedtextgrad.tasks.cli import app as tasks_app
 
@@ -108,15 +109,17 @@ def run(
                 )
 
         results = asyncio.run(run_async(cfg, out, resume=resume, on_event=show, runtime=runtime))
-    final, initial = results.data["final"], results.data["initial"]
-    usage = results.usage
+    final, usage = results.data["final"], results.usage
+    chosen = "the initial prompt" if final["round"] == 0 else f"round {final['round']}'s prompt"
+    typer.echo(f"results: {out / 'results.json'}")
     typer.echo(
-        f"test accuracy {initial['test_accuracy']:.3f} -> {final['test_accuracy']:.3f} "
-        f"(best val {final['best_val_accuracy']:.3f} in round {final['best_round']}); "
+        f"final prompt ({chosen}, the best on validation: {final['val_accuracy']:.2f}): "
+        f"{out / 'prompts' / 'final.txt'}"
+    )
+    typer.echo(
         f"{usage['calls']} calls, {usage['total_tokens']} tokens, {results.data['wall_seconds']:.0f} s"
     )
-    typer.echo(f"results: {out / 'results.json'}")
-    typer.echo(f"final prompt: {out / 'prompts' / 'final.txt'}")
+    typer.echo(Paired(**final["paired"]).describe())
 
 
 @app.command()

@@ -56,11 +56,29 @@ class TaskConfig(_Section):
 
 
 class TrainConfig(_Section):
+    method: Literal["ours", "paper"] = Field(
+        "ours", description="ours, or the paper's TextGrad step and merges (docs/method.md)"
+    )
     batch_size: int = Field(3, ge=1)
     local_steps: int = Field(3, ge=1)
-    gate: Literal["none", "batch", "validation"] = "batch"
+    gate: Literal["select", "none", "batch", "validation"] | None = Field(
+        None, description="default: select for ours, batch for the paper's method"
+    )
     gate_val_size: int | None = Field(None, ge=1, description="validation gate: examples used")
-    momentum: int = Field(0, ge=0, description="past steps' feedback shown to the update")
+    candidates: int = Field(3, ge=1, le=16, description="ours: rewrites proposed per step")
+    holdout: int = Field(
+        4, ge=0, description="select gate: training examples held out and scored with the batch"
+    )
+    margin: float = Field(
+        0.0, ge=0, le=1, description="select gate: the best candidate must beat the prompt by more"
+    )
+    history: int = Field(4, ge=0, description="ours: best earlier (prompt, score) pairs shown")
+    general_rules: bool = Field(
+        True, description="ours: drop rewrite sentences naming the batch's examples"
+    )
+    momentum: int = Field(
+        0, ge=0, description="past steps shown to the update (ours: feedback; paper: values)"
+    )
     max_prompt_chars: int = Field(4000, ge=100, description="longer updates are rejected")
     forward_max_tokens: int = Field(512, ge=16)
     feedback_max_tokens: int = Field(256, ge=16)
@@ -70,6 +88,10 @@ class TrainConfig(_Section):
         default_factory=list, description="more rules for the update request, one sentence each"
     )
 
+    @property
+    def resolved_gate(self) -> str:
+        return self.gate or ("batch" if self.method == "paper" else "select")
+
 
 class FederationConfig(_Section):
     clients: int = Field(1, ge=1, description="1 = centralized TextGrad")
@@ -78,6 +100,9 @@ class FederationConfig(_Section):
     partition: Literal["iid", "dirichlet", "quantity", "by_task"] = "iid"
     alpha: float = Field(1.0, gt=0, description="Dirichlet concentration")
     aggregation: Literal["concat", "summarize", "uid_summarize", "select"] = "uid_summarize"
+    acceptance: Literal["no_worse", "always"] = Field(
+        "no_worse", description="no_worse: keep the global prompt if the aggregate scores lower"
+    )
     min_clients: int = Field(1, ge=1, description="fewer replies than this: the round is retried")
     round_timeout: float | None = Field(None, gt=0, description="seconds a client may take")
     round_retries: int = Field(1, ge=0)

@@ -19,7 +19,13 @@ def test_defaults_and_engine_resolution():
         "feedback": "local:qwen2.5-coder-1.5b",
         "aggregator": "local:qwen2.5-coder-1.5b",
     }
-    assert (cfg.train.batch_size, cfg.train.gate, cfg.federation.clients) == (3, "batch", 1)
+    assert (cfg.train.batch_size, cfg.train.resolved_gate, cfg.federation.clients) == (
+        3,
+        "select",
+        1,
+    )
+    paper = load_config({"task": {"name": "bbh_object_counting"}, "train": {"method": "paper"}})
+    assert paper.train.resolved_gate == "batch"
 
 
 def test_overrides_parse_toml_values_and_bare_words(tmp_path):
@@ -50,7 +56,7 @@ def test_overrides_parse_toml_values_and_bare_words(tmp_path):
             "train.batch_size: Input should be greater",
         ),
         ({"task": {"name": "x"}}, ["federation.clients=0"], "federation.clients"),
-        ({"task": {"name": "x"}}, ["train.gate=sometimes"], "train.gate: Input should be 'none'"),
+        ({"task": {"name": "x"}}, ["train.gate=sometimes"], "train.gate: Input should be 'select'"),
         ({"task": {"name": "x"}}, ["federation.min_clients=4"], "min_clients (4) exceeds"),
         ({}, [], "missing key 'task'"),
         ({"task": {"name": "a", "names": ["b"]}}, [], "set exactly one of task.name or task.names"),

@@ -72,8 +72,11 @@ def test_a_federated_run_learns_and_writes_complete_results(tmp_path, method):
     assert {"forward", "feedback", "update", "evaluation", "test"} <= data["usage"][
         "by_purpose"
     ].keys()
-    assert data["final"]["best_val_accuracy"] == 1.0
-    assert (tmp_path / "prompts" / "final.txt").read_text().strip() == data["final"]["prompt"]
+    final = data["final"]
+    assert final["val_accuracy"] == 1.0 and final["round"] == 1  # the earliest of the best
+    assert final["paired"]["diff"] == 1.0 and final["paired"]["n"] == 4
+    assert final["last"]["round"] == 2
+    assert (tmp_path / "prompts" / "final.txt").read_text().strip() == final["prompt"]
     kinds = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").open()]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("round") == 2
     assert [e["event"] for e in events] == kinds

@@ -65,9 +65,8 @@ def test_feedback_is_asked_only_for_wrong_answers():
     [
         ("Here is a better prompt: be careful.", "no <IMPROVED_VARIABLE> tags"),
         ("<IMPROVED_VARIABLE>Be careful. " + FMT, "cut off before </IMPROVED_VARIABLE>"),
-        ("<IMPROVED_VARIABLE>   </IMPROVED_VARIABLE>", "dropped the answer-format"),
+        ("<IMPROVED_VARIABLE>   </IMPROVED_VARIABLE>", "empty"),
         (f"<IMPROVED_VARIABLE>{FMT}</IMPROVED_VARIABLE>", "empty"),
-        ("<IMPROVED_VARIABLE>Be careful.</IMPROVED_VARIABLE>", "dropped the answer-format"),
         (
             f"<IMPROVED_VARIABLE>{'Be careful! ' * 10}{'x' * 500} {FMT}</IMPROVED_VARIABLE>",
             "too long",
@@ -86,7 +85,8 @@ def test_parse_update_tidies_repeats_and_puts_the_format_last():
 
 
 def scripted_update(replies: list[str], gradient: str = "fb", **kw):
-    """Run `update` against an engine that answers with `replies` in turn; (result, requests)."""
+    """Run a one-candidate `update` against an engine that answers with `replies` in turn;
+    (result, requests)."""
     answers = iter(replies)
     llm = scripted_engine(lambda m: next(answers))
     result = asyncio.run(
@@ -102,7 +102,7 @@ def scripted_update(replies: list[str], gradient: str = "fb", **kw):
             **kw,
         )
     )
-    return result, llm.backend.requests
+    return result[0], llm.backend.requests
 
 
 def test_update_retries_once_then_rejects_without_crashing():
@@ -133,7 +133,7 @@ def test_batches_are_a_pure_function_of_seed_and_round():
     assert sorted(first_epoch, key=str) == sorted(TASK.train, key=str)  # no repeats in an epoch
 
 
-@pytest.mark.parametrize("gate", ["none", "batch", "validation"])
+@pytest.mark.parametrize("gate", ["select", "none", "batch", "validation"])
 def test_the_toy_world_learns_through_every_gate(gate):
     async def main():
         result = await trainer(gate).train(TASK.initial_prompt, steps=2)
@@ -181,9 +181,12 @@ def test_a_rewrite_that_changes_nothing_is_not_an_update():
 
     async def main():
         llm = scripted_engine(echo)
-        result = await trainer("validation", llm=llm).train(TASK.initial_prompt, steps=1)
+        result = await trainer("validation", llm=llm, candidates=1).train(
+            TASK.initial_prompt, steps=1
+        )
         step = result.steps[0]
         assert not step.accepted and step.candidate_accuracy is None
+        assert step.outcome == "unchanged"
         assert step.reason == "the rewrite is the current prompt: nothing to update"
         assert llm.usage.by_purpose["update"].calls == 2  # asked again once, then given up
         assert llm.usage.by_purpose["gate"].calls == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -35,8 +36,9 @@ def test_centralized_textgrad_run_writes_complete_results(tmp_path):
     assert len(steps) == 2 and all(s["reason"] for s in steps)
     for key in ("val_accuracy", "test_accuracy", "prompt"):
         assert key in data["initial"]
-    for key in ("test_accuracy", "prompt", "best_val_accuracy", "best_prompt"):
+    for key in ("test_accuracy", "prompt", "val_accuracy", "round", "paired", "last"):
         assert key in data["final"]
+    assert data["final"]["val_accuracy"] >= data["initial"]["val_accuracy"]  # best on validation
     assert 0 <= results.final_test_accuracy <= 1
     usage = data["usage"]
     assert usage["calls"] > 0 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
@@ -56,6 +58,69 @@ def test_federated_round_with_each_aggregator(tmp_path_factory, method):
     fmt = "The last line of your response should be of the following format"
     if method != "concat":  # merges state the answer format exactly once, at the end
         assert entry["global_prompt"].count(fmt) == 1
+
+
+@pytest.mark.parametrize("preset", ["homogeneous", "heterogeneous"])
+def test_the_paper_presets_run_end_to_end(tmp_path_factory, data_dir, preset):
+    shared = tmp_path_factory.getbasetemp() / "paper"
+    cfg = load_config(
+        ROOT / "configs" / "paper" / f"{preset}.toml",
+        [
+            f"llm.cache_dir='{shared / 'cache'}'",
+            f"task.data_dir='{data_dir}'",
+            "engines.forward='local:qwen2.5-coder-0.5b'",
+            f"task.train_size={9 if preset == 'homogeneous' else 3}",  # 3 per client
+            "train.local_steps=1",
+            "train.forward_max_tokens=128",
+            "train.feedback_max_tokens=96",
+            "train.update_max_tokens=192",
+            "federation.rounds=1",
+            "eval.val_size=1",
+            "eval.test_size=1",
+        ],
+    )
+    results = run(cfg, shared / preset)
+    steps = [s for c in results.rounds[0]["clients"] for s in c["steps"]]
+    assert results.data["status"] == "complete" and steps
+    for step in steps:  # the paper's step: feedback on every example, the batch gate
+        assert step["outcome"] in {"accepted", "reverted", "rejected", "unchanged", "no_errors"}
+        if step["outcome"] in {"accepted", "reverted"}:
+            assert step["reason"].split(":")[1].strip().startswith("batch accuracy")
+        if step["outcome"] != "no_errors":
+            assert step["feedback"].count("<EXAMPLE>") == cfg.train.batch_size
+
+
+def test_our_step_selects_among_candidates_on_the_real_model(llm_settings):
+    from fedtextgrad.config import TrainConfig
+    from fedtextgrad.llm import open_engine
+    from fedtextgrad.tasks import load_task
+    from fedtextgrad.textgrad import LocalTrainer, Objective
+
+    task = load_task("bbh_object_counting", train_size=8, val_size=2)
+    config = TrainConfig(
+        batch_size=2,
+        candidates=2,
+        holdout=2,
+        forward_max_tokens=128,
+        feedback_max_tokens=96,
+        update_max_tokens=192,
+    )
+
+    async def main():
+        llm = open_engine("local:qwen2.5-coder-0.5b", llm_settings)
+        try:
+            trainer = LocalTrainer(llm, llm, Objective.of(task), task.train, task.val, config, 0)
+            return trainer, await trainer.train(task.initial_prompt, steps=1)
+        finally:
+            await llm.aclose()
+
+    trainer, result = asyncio.run(main())
+    step = result.steps[0]
+    assert len(trainer.holdout) == 2 and step.tokens > 0 and step.reason
+    assert result.prompt.endswith(task.answer_format)
+    if step.outcome in {"accepted", "reverted"}:  # candidates were scored on batch + holdout
+        assert 1 <= step.candidates <= 2 and "batch+holdout accuracy" in step.reason
+        assert step.accepted == (step.outcome == "accepted")
 
 
 def test_readme_python_examples_run_as_written(tmp_path):

@@ -6,9 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fedtextgrad.privacy import audit, build_profile, specific_tokens
-from fedtextgrad.privacy.text import longest_common_run, sentences, words
 from fedtextgrad.tasks import Example
 from fedtextgrad.tasks.base import NUMBER_PROMPT
+from fedtextgrad.text import longest_common_run, sentences, words
 
 GSM = [
     Example(

@@ -66,7 +66,9 @@ def test_the_table_averages_over_seeds_per_setting(sweep_dir):
         {"federation.aggregation": "uid_summarize"},
     ]
     header, rows = table(study)
-    assert header[:3] == ["aggregation", "seeds", "initial test acc"]
+    assert header[:4] == ["aggregation", "seeds", "test Δ (95% CI)", "initial test acc"]
+    # 0 -> 1 on every test example of both seeds: +100 points, no spread
+    assert [row[2] for row in rows] == ["+100 (+100..+100)"] * 2
     assert "surprisal var" in header
     final = header.index("final test acc")
     assert [row[0] for row in rows] == ["concat", "uid_summarize"]
@@ -98,11 +100,9 @@ def test_the_report_writes_markdown_json_pngs_and_a_self_contained_page(sweep_di
     assert "| aggregation | seeds |" in markdown and "![Surprisal profile" in markdown
     assert "Count only the items of the asked kind." in markdown  # the final prompts
     summary = json.loads((out / "summary.json").read_text())
-    assert summary[0]["settings"][0]["metrics"]["final test acc"] == {
-        "mean": 1.0,
-        "std": 0.0,
-        "n": 2,
-    }
+    first = summary[0]["settings"][0]
+    assert first["metrics"]["final test acc"] == {"mean": 1.0, "ci95": 0.0, "n": 2}
+    assert (first["paired"]["diff"], first["paired"]["runs"]) == (1.0, 2)
     page = (out / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == 3
     assert external_references(page) == []
@@ -122,7 +122,7 @@ def test_each_finished_run_has_its_own_report(sweep_dir):
     run = sweep_dir / "aggregation=concat__seed=0"
     report = (run / "report.md").read_text()
     assert report.startswith("# Run aggregation=concat__seed=0")
-    assert "test accuracy: 0.000 (initial prompt) → 1.000 (final prompt)" in report
+    assert "test 0.00 -> 1.00 (+100 pts, 95% CI +100..+100, n=" in report
     assert "| round | val acc |" in report and "![accuracy by round](accuracy.png)" in report
     png_size(run / "accuracy.png")
 

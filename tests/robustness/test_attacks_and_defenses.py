@@ -95,7 +95,8 @@ def test_the_world_learns_without_attackers(baseline):
 
 
 def test_undefended_injection_takes_over_the_global_prompt(tmp_path, baseline):
-    attacked = run(config(attackers=1), tmp_path)
+    # with the server's acceptance check off: the paper's server broadcasts every aggregate
+    attacked = run(config(attackers=1, acceptance="always"), tmp_path)
     assert INJECTION in attacked.rounds[0]["global_prompt"]
     assert attacked.rounds[-1]["val_accuracy"] < baseline.rounds[-1]["val_accuracy"] - 0.5
     assert attacked.rounds[0]["defense"] == {"enabled": False}
@@ -147,9 +148,17 @@ def test_each_attack_is_rejected_by_its_screen(tmp_path, baseline, attack, scree
 
 
 def test_undefended_sabotage_hurts(tmp_path, baseline):
-    attacked = run(config(attackers=1, attack="sabotage", rounds=1), tmp_path)
+    attacked = run(config(attackers=1, attack="sabotage", rounds=1, acceptance="always"), tmp_path)
     assert SABOTAGE["bbh_object_counting"] in attacked.rounds[0]["global_prompt"]
     assert attacked.rounds[0]["val_accuracy"] < baseline.rounds[0]["val_accuracy"]
+
+
+def test_the_server_does_not_broadcast_an_aggregate_worse_than_the_global_prompt(tmp_path):
+    attacked = run(config(attackers=1), tmp_path)  # acceptance "no_worse", the default
+    first = attacked.rounds[0]
+    assert INJECTION not in first["global_prompt"]
+    assert first["acceptance"]["accepted"] is False
+    assert first["acceptance"]["after"] < first["acceptance"]["before"]
 
 
 def with_merge_reply(cfg, reply: str) -> Engines:
@@ -163,11 +172,10 @@ def with_merge_reply(cfg, reply: str) -> Engines:
     return Engines(engines.forward, engines.feedback, scripted_engine(merge))
 
 
-def test_format_breaking_wins_a_failed_merge_by_lying_about_its_accuracy(tmp_path, baseline):
-    """Summaries re-attach the format sentence, so the attack bites only when the merge reply
-    is malformed: the fallback keeps the upload with the best *claimed* accuracy."""
-    # Without a gate, honest clients report their batch accuracy (2/3 with this seed); the
-    # attacker claims 1.0.
+def test_a_failed_merge_keeps_the_previous_prompt_whatever_an_attacker_claims(tmp_path):
+    """Summaries re-attach the format sentence, so a format attack could bite only through a
+    malformed merge reply; the fallback keeps the previous global prompt, not the upload with
+    the best *claimed* accuracy (the attacker claims 1.0)."""
     cfg = config(attackers=1, attack="format", rounds=1, gate="none", seed=2)
     merged = run(cfg, tmp_path / "merged")
     assert merged.rounds[0]["global_prompt"].rstrip().endswith("a numerical value.")
@@ -175,16 +183,8 @@ def test_format_breaking_wins_a_failed_merge_by_lying_about_its_accuracy(tmp_pat
     broken = with_merge_reply(cfg, "Sorry, I cannot merge these.")
     attacked = asyncio.run(run_async(cfg, tmp_path / "fallback", engines=broken))
     assert "fallback" in attacked.rounds[0]["aggregation"]
-    assert FORMAT_MARK not in attacked.rounds[0]["global_prompt"]
-    assert attacked.rounds[0]["val_accuracy"] == 0.0
-
-    defended_cfg = config(
-        attackers=1, attack="format", rounds=1, gate="none", seed=2, defense={"enabled": True}
-    )
-    broken = with_merge_reply(defended_cfg, "Sorry, I cannot merge these.")
-    defended = asyncio.run(run_async(defended_cfg, tmp_path / "defended", engines=broken))
-    assert FORMAT_MARK in defended.rounds[0]["global_prompt"]
-    assert defended.rounds[0]["defense"]["rejected"] == [2]
+    assert attacked.rounds[0]["global_prompt"] == attacked.data["initial"]["prompt"]
+    assert FORMAT_MARK in attacked.rounds[0]["global_prompt"]
 
 
 def test_an_undefended_flood_stops_the_run_with_one_clear_line(tmp_path):

@@ -22,7 +22,7 @@ def all_examples(task: Task) -> tuple[Example, ...]:
 
 
 def test_list_tasks() -> None:
-    assert list_tasks() == [*BBH, "gsm8k"]
+    assert list_tasks() == [*BBH, "gsm8k", "gsm8k_paper"]
 
 
 @pytest.mark.parametrize("name", BBH)
@@ -49,7 +49,32 @@ def test_gsm8k_real_files(data_dir: Path) -> None:
     assert {ex.key for ex in all_examples(task)} == {""}
 
 
-@pytest.mark.parametrize("name", [*BBH, "gsm8k"])
+def shuffled_rows(data_dir: Path, split: str) -> list[dict]:
+    """A GSM8K file's rows in DSPy's order: shuffled by a fresh random.Random(0)."""
+    rows = [json.loads(line) for line in (data_dir / "gsm8k" / f"{split}.jsonl").open()]
+    random.Random(0).shuffle(rows)
+    return rows
+
+
+def test_gsm8k_paper_split(data_dir: Path) -> None:
+    # The paper's code (ubc-tea/FedTextGrad): train[:50], val train[200:300], test test[300:400].
+    task = load_task("gsm8k_paper", data_dir=data_dir)
+    assert (len(task.train), len(task.val), len(task.test)) == (50, 100, 100)
+    train, test = shuffled_rows(data_dir, "train"), shuffled_rows(data_dir, "test")
+    assert [ex.input for ex in task.train] == [r["question"] for r in train[:50]]
+    assert [ex.input for ex in task.val] == [r["question"] for r in train[200:300]]
+    assert [ex.input for ex in task.test] == [r["question"] for r in test[300:400]]
+    assert task.name == "gsm8k_paper" and {ex.task for ex in all_examples(task)} == {task.name}
+    assert task.initial_prompt == load_task("gsm8k", data_dir=data_dir).initial_prompt
+
+
+def test_gsm8k_paper_samples_and_sizes(data_dir: Path) -> None:
+    assert len(sample_examples("gsm8k_paper", 3, seed=0, data_dir=data_dir)) == 3
+    task = load_task("gsm8k_paper", data_dir=data_dir, train_size=10, test_size=5)
+    assert (len(task.train), len(task.val), len(task.test)) == (10, 100, 5)
+
+
+@pytest.mark.parametrize("name", [*BBH, "gsm8k", "gsm8k_paper"])
 def test_real_targets_score_against_themselves(data_dir: Path, name: str) -> None:
     task = load_task(name, data_dir=data_dir)
     for ex in all_examples(task):

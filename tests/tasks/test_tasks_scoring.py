@@ -45,6 +45,30 @@ def test_extract_number(response: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        # The answer is the first number; an "=" or "(" after it starts an explanation.
+        ("Answer: 12 = 3 x 4", "12"),
+        ("Answer: 7 (= 3 + 4)", "7"),
+        ("Answer: 12 apples (= 3 x 4)", "12"),
+        ("Answer: 24 (twenty-four = 2 * 12)", "24"),
+        # When more numbers come before the "=", the answer is the calculation's result.
+        ("Answer: 3 x 4 = 12", "12"),
+        ("Answer: 3 apples + 4 pears = 7", "7"),
+        ("Answer: 3 + 4 = 7 (= seven)", "7"),
+        # A minus sign spaced off the number, right after the marker, is still a sign.
+        ("Answer: - 35", "-35"),
+        ("**Answer:** - 35", "-35"),
+        ("Answer: \u2212 35", "-35"),
+        ("Answer:\n- 35", "35"),  # on its own line, "- " is a list bullet
+        ("Answer: 40 - 5", "40"),
+    ],
+)
+def test_extract_number_explanations_and_signs(response: str, expected: str) -> None:
+    assert extract_number(response) == expected
+
+
+@pytest.mark.parametrize(
     "response",
     ["", "I am not sure.", "Answer: seven", "Answer: unknown\nbut the sum of 3 and 4 is 7"],
 )

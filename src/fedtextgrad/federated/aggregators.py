@@ -1,19 +1,19 @@
 """Server-side aggregation: many client prompts in, one global prompt out.
 
 Each aggregator is a small async function `(uploads, context) -> Aggregate`; register new ones in
-AGGREGATORS. `concat`, `summarize` and `uid_summarize` are the paper's; `select` is ours."""
+AGGREGATORS. `concat`, `summarize` and `uid_summarize` are the paper's; `select` is ours. With
+`train.method = "paper"` the merges ask what the paper's requests ask, in the paper's form (no
+tags, duplicates kept by concatenation); otherwise they use our request below."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fedtextgrad.llm import LLM
-from fedtextgrad.textgrad import Objective, tidy
-
-_MERGED = re.compile(r"<MERGED_PROMPT>(.*?)(?:</MERGED_PROMPT>|$)", re.DOTALL)
+from fedtextgrad.textgrad import Objective, repairs
+from fedtextgrad.textgrad import paper_templates as paper
 
 SUMMARIZE = """\
 Several clients each improved a system prompt for a language model ({role}) on their own data. \
@@ -42,8 +42,8 @@ class Upload:
     client: int
     prompt: str
     num_examples: int
-    accuracy_before: float = 0.0
-    accuracy_after: float = 0.0
+    accuracy_before: float = 0.0  # the global prompt on the client's first minibatch
+    accuracy_after: float | None = None  # the upload on the last minibatch; None: not scored
 
 
 @dataclass
@@ -52,6 +52,9 @@ class AggregationContext:
     llm: LLM  # the aggregator engine
     previous: str  # the global prompt the clients started from
     max_tokens: int = 1024
+    # A merge longer than this is refused, as client updates are (TrainConfig.max_prompt_chars).
+    max_chars: int = 4000
+    method: str = "ours"  # train.method: whose merge requests
     # Scores a prompt on the server's own validation data (used by `select`).
     validate: Callable[[str], Awaitable[float]] | None = None
 
@@ -63,9 +66,15 @@ class Aggregate:
 
 
 async def concat(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
-    """The paper's concatenation: every client prompt, newline-separated (exact repeats once)."""
-    prompts = list(dict.fromkeys(u.prompt.strip() for u in uploads))
-    return Aggregate("\n".join(prompts), {"merged": len(prompts)})
+    """The paper's concatenation: every client prompt, newline-separated (ours: exact repeats
+    once)."""
+    prompts = [u.prompt.strip() for u in uploads]
+    if ctx.method != "paper":
+        prompts = list(dict.fromkeys(prompts))
+    joined = "\n".join(prompts)
+    if len(joined) > ctx.max_chars:
+        return _fallback(ctx, _too_long(joined, ctx))
+    return Aggregate(joined, {"merged": len(prompts)})
 
 
 async def summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
@@ -112,16 +121,46 @@ async def aggregate(method: str, uploads: Sequence[Upload], ctx: AggregationCont
 
 
 async def _merge(uploads: Sequence[Upload], ctx: AggregationContext, principle: str) -> Aggregate:
-    fmt = ctx.objective.answer_format
-    bodies = [ctx.objective.without_format(u.prompt) for u in uploads]
-    listing = "\n\n".join(
-        f"<CLIENT_PROMPT {i}>\n{body}\n</CLIENT_PROMPT {i}>" for i, body in enumerate(bodies, 1)
-    )
-    request = SUMMARIZE.format(role=ctx.objective.role, principle=principle, prompts=listing)
-    reply = await ctx.llm.ask(request, purpose="aggregation", max_tokens=ctx.max_tokens)
-    match = _MERGED.search(reply)
-    merged = tidy(ctx.objective.without_format(match.group(1))) if match else ""
-    if not merged:  # a malformed reply must not lose the round: fall back to the best client
-        best = max(uploads, key=lambda u: u.accuracy_after)
-        return Aggregate(best.prompt, {"fallback": "malformed merge reply; kept the best upload"})
-    return Aggregate(f"{merged}\n{fmt}", {"merged": len(uploads)})
+    objective = ctx.objective
+    bodies = [objective.without_format(u.prompt) for u in uploads]
+    if ctx.method == "paper":
+        reply = await ctx.llm.ask(
+            _paper_request(uploads, principle), purpose="aggregation", max_tokens=ctx.max_tokens
+        )
+        span, truncated = reply, False  # the paper's reply is the merged prompt itself
+    else:
+        listing = "\n\n".join(
+            f"<CLIENT_PROMPT {i}>\n{body}\n</CLIENT_PROMPT {i}>" for i, body in enumerate(bodies, 1)
+        )
+        request = SUMMARIZE.format(role=objective.role, principle=principle, prompts=listing)
+        reply = await ctx.llm.ask(request, purpose="aggregation", max_tokens=ctx.max_tokens)
+        span, truncated = repairs.last_tagged(reply, "MERGED_PROMPT")
+    if truncated:  # a reply cut off at max_tokens: its text is an unfinished merge
+        return _fallback(ctx, "merge reply cut off before </MERGED_PROMPT>", truncated=True)
+    merged = repairs.tidy(objective.without_format(span)) if span else ""
+    if not merged:
+        return _fallback(ctx, "malformed merge reply")
+    prompt = f"{merged}\n{objective.answer_format}"
+    if len(prompt) > ctx.max_chars:  # refused rather than cut: a cut prompt loses rules silently
+        return _fallback(ctx, _too_long(prompt, ctx))
+    return Aggregate(prompt, {"merged": len(uploads)})
+
+
+def _paper_request(uploads: Sequence[Upload], principle: str) -> str:
+    """The paper's request lists the client prompts whole (format sentence included)."""
+    listing = "\n".join(f"{i}. {u.prompt}" for i, u in enumerate(uploads, 1))
+    request = paper.SUMMARIZE.format(prompts=listing)
+    return f"{request}\n\n{paper.UID_SENTENCE}" if principle else request
+
+
+def _too_long(prompt: str, ctx: AggregationContext) -> str:
+    return f"merged prompt too long ({len(prompt)} > {ctx.max_chars} characters)"
+
+
+def _fallback(ctx: AggregationContext, why: str, *, truncated: bool = False) -> Aggregate:
+    # A failed merge must not lose the run; keeping the previous global prompt makes the round
+    # a no-op, where picking an upload would trust the clients' self-reported accuracy.
+    info: dict = {"fallback": f"{why}; kept the previous global prompt"}
+    if truncated:
+        info["truncated"] = True
+    return Aggregate(ctx.previous, info)

@@ -23,8 +23,9 @@ from fedtextgrad.llm.usage import Usage, track_usage
 from fedtextgrad.metrics import measure
 from fedtextgrad.privacy.monitor import PrivacyMonitor
 from fedtextgrad.robustness.defenses import Defense
+from fedtextgrad.stats import paired
 from fedtextgrad.tasks import Example
-from fedtextgrad.textgrad import StepRecord, accuracy, evaluate
+from fedtextgrad.textgrad import StepRecord, accuracy, evaluate, judge
 
 SCHEMA_VERSION = 1
 EventSink = Callable[[dict], None]
@@ -114,6 +115,9 @@ class Server:
             val = await self.evaluate(merged.prompt, self.data.val)
             if not await defense.accepts(merged.prompt, val, prompt):  # keep the old prompt
                 merged.prompt, val = prompt, await defense.score(prompt)
+            acceptance = await self._acceptance(merged.prompt, val, prompt)
+            if not acceptance.get("accepted", True):
+                merged.prompt, val = prompt, await self.evaluate(prompt, self.data.val)
         entry = {
             "round": number,
             "sampled": sampled,
@@ -124,6 +128,7 @@ class Server:
             "prompt_tokens": await self.engines.forward.count_tokens(merged.prompt),
             **await self._uid(merged.prompt),
             "aggregation": merged.info,
+            "acceptance": acceptance,
             "clients": [defense.slim(u.to_record()) for u in updates],
             "failures": failures,
             "defense": defense.record,
@@ -158,9 +163,9 @@ class Server:
     async def evaluate(
         self, prompt: str, examples: Sequence[Example], purpose: str = "evaluation"
     ) -> dict:
-        """Accuracy overall and per task (the macro average is the headline when tasks differ).
-        A prompt already scored on the same examples is not scored again (a round that keeps
-        the old prompt, `select`'s winner, the defense's re-check, a final prompt seen before)."""
+        """Accuracy overall and per task (the macro average is the headline when tasks differ),
+        and each example's score. A prompt already scored on the same examples is not scored
+        again (a round that keeps the old prompt, `select`'s winner, a final prompt seen before)."""
         key = (prompt, tuple(ex.input for ex in examples))
         if key in self._scored:
             return self._scored[key]
@@ -172,12 +177,15 @@ class Server:
             max_tokens=self.config.train.forward_max_tokens,
             purpose=purpose,
         )
+        if self.config.train.loss == "llm_judge":  # graded as in training
+            attempts = await judge(self.engines.feedback, attempts)
         by_task = {
             name: accuracy([a for a in attempts if a.example.task == name])
             for name in self.data.objective.tasks
         }
         overall = sum(by_task.values()) / len(by_task) if len(by_task) > 1 else accuracy(attempts)
-        self._scored[key] = {"accuracy": overall, "by_task": by_task}
+        scores = [a.score for a in attempts]
+        self._scored[key] = {"accuracy": overall, "by_task": by_task, "scores": scores}
         return self._scored[key]
 
     async def _initial(self) -> dict:
@@ -195,30 +203,40 @@ class Server:
             "val_by_task": val["by_task"],
             "test_accuracy": test["accuracy"],
             "test_by_task": test["by_task"],
+            "test_scores": test["scores"],
         }
 
     async def _final(self, results: dict) -> dict:
-        candidates = [(results["initial"]["val_accuracy"], 0, results["initial"]["prompt"])]
+        """The run's result is the best prompt on validation, the initial one included (the
+        earliest of equals: a tie is no evidence for the longer prompt); the last round's
+        prompt is recorded beside it. Both are tested, and the result is compared with the
+        initial prompt on the same test examples."""
+        initial = results["initial"]
+        candidates = [(initial["val_accuracy"], 0, initial["prompt"])]
         candidates += [
             (r["val_accuracy"], r["round"], r["global_prompt"]) for r in results["rounds"]
         ]
-        best_val, best_round, best_prompt = max(candidates, key=lambda c: (c[0], c[1]))
-        final_prompt = candidates[-1][2]
-        prompts = list(dict.fromkeys([final_prompt, best_prompt]))  # both at once, each once
+        best_val, best_round, best_prompt = max(candidates, key=lambda c: (c[0], -c[1]))
+        last_val, last_round, last_prompt = candidates[-1]
+        prompts = list(dict.fromkeys([best_prompt, last_prompt]))  # both at once, each once
         scores = await asyncio.gather(*(self.evaluate(p, self.data.test, "test") for p in prompts))
-        scored = dict(zip(prompts, scores, strict=True))
-        test, best_test = scored[final_prompt], scored[best_prompt]
-        self.store.write_prompt("final", final_prompt)
-        self.store.write_prompt("best", best_prompt)
+        test = dict(zip(prompts, scores, strict=True))
+        before = await self.evaluate(initial["prompt"], self.data.test, "test")
+        self.store.write_prompt("final", best_prompt)
+        self.store.write_prompt("last", last_prompt)
         return {
-            "prompt": final_prompt,
-            "test_accuracy": test["accuracy"],
-            "test_by_task": test["by_task"],
-            "best_round": best_round,
-            "best_val_accuracy": best_val,
-            "best_prompt": best_prompt,
-            "best_test_accuracy": best_test["accuracy"],
+            **_tested(best_prompt, best_round, best_val, test[best_prompt]),
+            "paired": paired(before["scores"], test[best_prompt]["scores"]).to_dict(),
+            "last": _tested(last_prompt, last_round, last_val, test[last_prompt]),
         }
+
+    async def _acceptance(self, aggregate: str, val: dict, previous: str) -> dict:
+        """`federation.acceptance = "no_worse"`: an aggregate that scores below the global prompt
+        it replaces on validation is not broadcast (the aggregator is an LLM and can be wrong)."""
+        if self.config.federation.acceptance == "always" or aggregate == previous:
+            return {}
+        before = (await self.evaluate(previous, self.data.val))["accuracy"]
+        return {"before": before, "after": val["accuracy"], "accepted": val["accuracy"] >= before}
 
     async def _uid(self, prompt: str) -> dict:
         """The prompt's surprisal profile under the forward engine, when eval.uid_metrics is on."""
@@ -234,7 +252,12 @@ class Server:
             return (await self.evaluate(prompt, self.data.val, purpose="aggregation"))["accuracy"]
 
         return AggregationContext(
-            self.data.objective, self.engines.aggregator, previous, validate=validate
+            self.data.objective,
+            self.engines.aggregator,
+            previous,
+            max_chars=self.config.train.max_prompt_chars,
+            method=self.config.train.method,
+            validate=validate,
         )
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -293,6 +316,17 @@ class Server:
         record = self.store.event(event, **data)
         if self.on_event:
             self.on_event(record)
+
+
+def _tested(prompt: str, round_number: int, val: float, test: dict) -> dict:
+    return {
+        "prompt": prompt,
+        "round": round_number,
+        "val_accuracy": val,
+        "test_accuracy": test["accuracy"],
+        "test_by_task": test["by_task"],
+        "test_scores": test["scores"],
+    }
 
 
 def _without_llm(config: dict) -> dict:

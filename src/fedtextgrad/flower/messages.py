@@ -77,12 +77,16 @@ def update_content(update: ClientUpdate) -> RecordDict:
     return RecordDict(
         {
             "update": ConfigRecord({"record": json.dumps(update.to_record(), ensure_ascii=False)}),
-            "metrics": MetricRecord(
+            "metrics": MetricRecord(  # Flower's metrics: numbers only (None is left out)
                 {
-                    "num-examples": upload.num_examples,
-                    "accuracy-before": upload.accuracy_before,
-                    "accuracy-after": upload.accuracy_after,
-                    "seconds": update.seconds,
+                    key: value
+                    for key, value in {
+                        "num-examples": upload.num_examples,
+                        "accuracy-before": upload.accuracy_before,
+                        "accuracy-after": upload.accuracy_after,
+                        "seconds": update.seconds,
+                    }.items()
+                    if value is not None
                 }
             ),
         }

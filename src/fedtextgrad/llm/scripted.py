@@ -6,16 +6,19 @@ default and never resolves from a config string."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 
 from fedtextgrad.llm.base import Completion, EngineError, Message, TokenLogprob
 
-Responder = Callable[[list[Message]], str]
+# (messages) -> reply, or (messages, *, seed) -> reply for a responder that samples by seed.
+Responder = Callable[..., str]
 
 
 class ScriptedBackend:
     def __init__(self, responder: Responder, *, name: str = "scripted", delay: float = 0.0):
         self.responder = responder
+        self._seeded = "seed" in inspect.signature(responder).parameters
         self.identity = f"scripted:{name}"
         self.delay = delay
         self.requests: list[list[Message]] = []
@@ -32,7 +35,7 @@ class ScriptedBackend:
         self.requests.append(list(messages))
         if self.delay:
             await asyncio.sleep(self.delay)
-        text = self.responder(messages)
+        text = self.responder(messages, seed=seed) if self._seeded else self.responder(messages)
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         return Completion(text, prompt_tokens, len(text.split()))
 

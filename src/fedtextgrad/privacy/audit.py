@@ -8,34 +8,15 @@ distribution, or anything carried in the choice among prompts rather than in the
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from fedtextgrad.privacy import text
+from fedtextgrad import text
 from fedtextgrad.tasks import Example
+from fedtextgrad.text import token_key
 
-CATEGORIES = ("numbers", "names", "rare_words")
-_NAME_ZIPF = 5.0  # a capitalized word this common in English ("I", "The") is no name
 _SNIPPET_CHARS = 80
-
-
-@lru_cache(maxsize=65536)
-def zipf(word: str) -> float:
-    """English word frequency on the Zipf scale (7 ≈ "the", 4 ≈ once per 10^5 words, 0 = unseen)."""
-    from wordfreq import zipf_frequency  # ~1 s to load its tables: only when auditing
-
-    return zipf_frequency(word, "en")
-
-
-def token_key(token: text.Token) -> str:
-    """How a token is matched: case-insensitive; numbers without thousands separators; words
-    without a possessive 's (Marion's is Marion)."""
-    if token.is_number:
-        return token.norm.replace(",", "")
-    return re.sub(r"['’]s$", "", token.norm)
 
 
 @dataclass(frozen=True)
@@ -117,44 +98,13 @@ def specific_tokens(
     public: Sequence[Example] = (),
     common_zipf: float = 4.0,
 ) -> dict[str, str]:
-    """Tokens of the examples (inputs and targets) that identify them: numbers of two or more
-    digits, names (capitalized, not common English), and rare words (Zipf < common_zipf) —
-    leaving out everything the initial prompt or the public examples already say."""
-    public_text = [initial_prompt, *(f"{ex.input} {ex.target}" for ex in public)]
-    known = {token_key(t) for source in public_text for t in text.tokens(source)}
-    found: dict[str, str] = {}
-    for ex in examples:
-        for source in (ex.input, ex.target):
-            for token, initial in _with_position(source):
-                key = token_key(token)
-                if key in known or key in found:
-                    continue
-                category = _category(token, key, initial, common_zipf)
-                if category:
-                    found[key] = category
-    return found
-
-
-def _with_position(source: str) -> list[tuple[text.Token, bool]]:
-    """Each token, and whether it starts a sentence (where capitals say nothing)."""
-    result = []
-    previous_end = None
-    for token in text.tokens(source):
-        gap = source[previous_end : token.start] if previous_end is not None else ""
-        initial = previous_end is None or any(mark in gap for mark in ".!?\n")
-        result.append((token, initial))
-        previous_end = token.end
-    return result
-
-
-def _category(token: text.Token, key: str, sentence_start: bool, common_zipf: float) -> str:
-    if token.is_number:
-        return "numbers" if len(key.replace(".", "").replace("/", "")) >= 2 else ""
-    frequency = zipf(key)
-    capitalized = token.text[0].isupper() and frequency < _NAME_ZIPF
-    if capitalized and (not sentence_start or frequency < common_zipf):
-        return "names"
-    return "rare_words" if frequency < common_zipf and len(key) > 2 else ""
+    """The tokens of the examples (inputs and targets) that identify them, leaving out
+    everything the initial prompt or the public examples already say (`text.specific_tokens`)."""
+    return text.specific_tokens(
+        (source for ex in examples for source in (ex.input, ex.target)),
+        [initial_prompt, *(f"{ex.input} {ex.target}" for ex in public)],
+        common_zipf,
+    )
 
 
 def audit(prompt: str, profile: ClientProfile, baseline: str | None = None) -> Audit:

@@ -10,8 +10,8 @@ import random
 import re
 from dataclasses import asdict, dataclass, replace
 
+from fedtextgrad import text
 from fedtextgrad.errors import FedTextGradError
-from fedtextgrad.privacy import text
 from fedtextgrad.tasks import Example
 
 # Syllables for names no language model has seen: detection must not fire by chance.

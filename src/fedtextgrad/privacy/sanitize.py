@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fedtextgrad import text
 from fedtextgrad.llm import LLM
-from fedtextgrad.privacy import text
-from fedtextgrad.privacy.audit import ClientProfile, token_key, zipf
+from fedtextgrad.privacy.audit import ClientProfile
+from fedtextgrad.text import token_key, zipf
 from fedtextgrad.textgrad import Objective, parse_update
 
 _PATTERNS = (  # (what, pattern, placeholder); earlier patterns win

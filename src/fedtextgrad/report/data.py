@@ -8,10 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import t as student_t
+
 from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.stats import Paired, points, pooled
 
 NOTE = (
-    "Mean ± std over the seeds of completed runs. Tokens used: prompt + completion tokens of "
+    "Mean ± the half-width of its 95% t-interval over the seeds of completed runs. Test Δ: the "
+    "final prompt minus the initial one on the same test examples, pooled over seeds (each "
+    "example's difference averaged), with its 95% bootstrap interval in points. Tokens used: "
+    "prompt + completion tokens of "
     "every LLM call, including those the response cache (shared by the runs of a sweep) "
     "answered for free, so that runs compare fairly whatever order they ran in."
 )
@@ -80,12 +86,23 @@ class Setting:
         return [r for r in self.runs if r.complete]
 
     def stat(self, value) -> tuple[float, float, int] | None:
-        """(mean, std, n) of value(run) over complete runs; None when no run has it."""
+        """(mean, half-width of the 95% t-interval, n) of value(run) over complete runs; None
+        when no run has it."""
         values = [v for r in self.complete_runs() if (v := value(r)) is not None]
         if not values:
             return None
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return statistics.fmean(values), std, len(values)
+        n = len(values)
+        half = student_t.ppf(0.975, n - 1) * statistics.stdev(values) / n**0.5 if n > 1 else 0.0
+        return statistics.fmean(values), float(half), n
+
+    def paired(self) -> Paired | None:
+        """Final vs initial prompt on the same test examples, pooled over the seeds."""
+        pairs = [
+            (r.results["initial"]["test_scores"], r.results["final"]["test_scores"])
+            for r in self.complete_runs()
+            if "test_scores" in r.results["initial"] and "test_scores" in r.results["final"]
+        ]
+        return pooled(pairs) if pairs else None
 
 
 @dataclass
@@ -216,7 +233,7 @@ def _fmt_value(value: Any) -> str:
 METRICS: list[tuple[str, Any, str]] = [
     ("initial test acc", lambda r: r.results["initial"]["test_accuracy"], "{:.3f}"),
     ("final test acc", lambda r: r.results["final"]["test_accuracy"], "{:.3f}"),
-    ("best-val test acc", lambda r: r.results["final"]["best_test_accuracy"], "{:.3f}"),
+    ("last-round test acc", lambda r: _last(r).get("test_accuracy"), "{:.3f}"),
     ("final prompt tokens", lambda r: r.prompt_tokens_curve()[-1], "{:.0f}"),
     ("tokens used (k)", lambda r: tokens_used(r.results["usage"]) / 1000, "{:.1f}"),
     ("LLM calls", lambda r: r.results["usage"]["calls"], "{:.0f}"),
@@ -241,6 +258,13 @@ def study_metrics(study: Study) -> list[tuple[str, Any, str]]:
     return METRICS[:2] + per_task + METRICS[2:] + (UID_METRICS if study.has_uid else [])
 
 
+def _last(run: Run) -> dict:
+    """The last round's prompt, tested (results of before the best-on-validation result: the
+    final prompt was the last one)."""
+    final = run.results["final"]
+    return final.get("last", final)
+
+
 def _task_accuracy(task: str):
     return lambda r: r.results["final"].get("test_by_task", {}).get(task)
 
@@ -248,12 +272,20 @@ def _task_accuracy(task: str):
 def table(study: Study) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per setting, mean ± std over the seeds that completed."""
     metrics = study_metrics(study)
-    header = [_short(k) for k in study.keys] + ["seeds"] + [m[0] for m in metrics]
+    header = (
+        [_short(k) for k in study.keys] + ["seeds", "test Δ (95% CI)"] + [m[0] for m in metrics]
+    )
     rows = []
     for setting in study.settings:
         row = [_fmt_value(setting.label.get(k)) for k in study.keys]
         done, total = len(setting.complete_runs()), len(setting.runs)
         row.append(str(done) if done == total else f"{done} of {total}")
+        diff = setting.paired()
+        row.append(
+            "–"
+            if diff is None
+            else f"{points(diff.diff)} ({points(diff.low)}..{points(diff.high)})"
+        )
         for _, value, fmt in metrics:
             stat = setting.stat(value)
             if stat is None:
@@ -273,7 +305,10 @@ def summary(study: Study) -> dict:
         stats = {}
         for title, value, _ in metrics:
             stat = setting.stat(value)
-            stats[title] = None if stat is None else {"mean": stat[0], "std": stat[1], "n": stat[2]}
+            stats[title] = (
+                None if stat is None else {"mean": stat[0], "ci95": stat[1], "n": stat[2]}
+            )
+        diff = setting.paired()
         settings.append(
             {
                 "label": setting.label,
@@ -290,6 +325,7 @@ def summary(study: Study) -> dict:
                     for r in setting.runs
                 ],
                 "metrics": stats,
+                "paired": None if diff is None else diff.to_dict(),
             }
         )
     return {

@@ -76,7 +76,10 @@ def accuracy_vs_key(study: Study, key: str) -> Figure:
     ax = figure.add_subplot()
     for title, value in (
         ("final", lambda r: r.results["final"]["test_accuracy"]),
-        ("best-val", lambda r: r.results["final"]["best_test_accuracy"]),
+        (
+            "last round",
+            lambda r: r.results["final"].get("last", r.results["final"])["test_accuracy"],
+        ),
     ):
         points = [(s.label[key], s.stat(value)) for s in study.settings]
         points = [(x, stat) for x, stat in points if stat is not None]

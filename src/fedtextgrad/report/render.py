@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fedtextgrad.report import plots
 from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table, tokens_used
+from fedtextgrad.stats import Paired
 
 
 @dataclass
@@ -172,9 +173,10 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
         f"aggregation {fed['aggregation']}; engines {_engines(config['engines'])}; "
         f"seed {config['seed']}.",
         "",
-        f"- test accuracy: {initial['test_accuracy']:.3f} (initial prompt) → "
-        f"{final['test_accuracy']:.3f} (final prompt); best validation {final['best_val_accuracy']:.3f} "
-        f"in round {final['best_round']}, whose prompt scores {final['best_test_accuracy']:.3f} on test",
+        f"- result (the best prompt on validation, round {final['round']}): "
+        f"{Paired(**final['paired']).describe()}; exact McNemar p = {final['paired']['p_value']:.3f}",
+        f"- the last round's prompt (round {final['last']['round']}) scores "
+        f"{final['last']['test_accuracy']:.3f} on test",
         f"- cost: {usage['calls']} LLM calls ({usage['cache_hits']} from the cache), "
         f"{tokens_used(usage)} tokens used ({usage['total_tokens']} paid), "
         f"{results['wall_seconds'] / 60:.1f} minutes",

@@ -1,4 +1,8 @@
-"""GSM8K from the user's copy of the official JSONL files (no faithful generator exists)."""
+"""GSM8K from the user's copy of the official JSONL files (no faithful generator exists).
+
+Two splits of the same files, both cut from each file shuffled by a fresh random.Random(0)
+(DSPy's order): `gsm8k` is TextGrad's, `gsm8k_paper` is the one the FedTextGrad paper's code
+(ubc-tea/FedTextGrad) runs."""
 
 from __future__ import annotations
 
@@ -17,9 +21,16 @@ from fedtextgrad.tasks.base import (
 )
 from fedtextgrad.tasks.custom import read_examples
 
-NAME = "gsm8k"
+NAME, PAPER_NAME = "gsm8k", "gsm8k_paper"
 FILES = ("gsm8k/train.jsonl", "gsm8k/test.jsonl")
-TRAIN_END, VAL_END = 200, 500  # DSPy's split, used by TextGrad and the paper
+# Task name -> (train, val, test) slices; train and val come from the train file.
+SPLITS: dict[str, tuple[slice, slice, slice]] = {
+    # TextGrad's (DSPy's): train[:200], val train[200:500], all 1319 test problems.
+    NAME: (slice(0, 200), slice(200, 500), slice(None)),
+    # The paper's code: train[:50], val train[200:300], test[300:400] (train[50:200] unused).
+    PAPER_NAME: (slice(0, 50), slice(200, 300), slice(300, 400)),
+}
+NAMES = tuple(SPLITS)
 
 
 def data_files(data_dir: Path | None) -> tuple[Path, Path] | None:
@@ -47,14 +58,15 @@ def _shuffled(examples: list[Example]) -> list[Example]:
     return examples
 
 
-def load(data_dir: Path | None, sizes: tuple[int | None, ...]) -> Task:
-    """train = shuffled train[:200], val = train[200:500], test = all shuffled test rows."""
+def load(data_dir: Path | None, sizes: tuple[int | None, ...], name: str = NAME) -> Task:
+    """The task `name` (a key of SPLITS) with its split of the shuffled files."""
     train_path, test_path = _require_files(data_dir)
-    train = _shuffled(read_examples(train_path, NAME))
-    test = _shuffled(read_examples(test_path, NAME))
+    train = _shuffled(read_examples(train_path, name))
+    test = _shuffled(read_examples(test_path, name))
+    train_part, val_part, test_part = SPLITS[name]
     return build_task(
-        NAME,
-        (train[:TRAIN_END], train[TRAIN_END:VAL_END], test),
+        name,
+        (train[train_part], train[val_part], test[test_part]),
         prompt=NUMBER_PROMPT,
         answer_format=NUMBER_FORMAT,
         answer_type="number",
@@ -63,7 +75,7 @@ def load(data_dir: Path | None, sizes: tuple[int | None, ...]) -> Task:
     )
 
 
-def sample(n: int, seed: int, data_dir: Path | None) -> list[Example]:
+def sample(n: int, seed: int, data_dir: Path | None, name: str = NAME) -> list[Example]:
     """n examples drawn from the train file (kept apart from the test problems)."""
     train_path, _ = _require_files(data_dir)
-    return draw(read_examples(train_path, NAME), n, seed, str(train_path))
+    return draw(read_examples(train_path, name), n, seed, str(train_path))

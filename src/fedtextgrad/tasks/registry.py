@@ -1,4 +1,4 @@
-"""Task names -> loaders: the three BBH tasks, GSM8K, or a path to the user's own file."""
+"""Task names -> loaders: the three BBH tasks, GSM8K (two splits), or a path to a user file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fedtextgrad.tasks.base import DATA_ENV, Example, Task, draw, resolve_data_d
 
 def list_tasks() -> list[str]:
     """The built-in task names."""
-    return [*bbh.BBH_TASKS, gsm8k.NAME]
+    return [*bbh.BBH_TASKS, *gsm8k.NAMES]
 
 
 def _custom_path(name: str | Path) -> Path:
@@ -44,8 +44,8 @@ def load_task(
     sizes = (train_size, val_size, test_size)
     if name in bbh.BBH_TASKS:
         return bbh.load(name, resolve_data_dir(data_dir), data_seed, sizes)
-    if name == gsm8k.NAME:
-        return gsm8k.load(resolve_data_dir(data_dir), sizes)
+    if name in gsm8k.NAMES:
+        return gsm8k.load(resolve_data_dir(data_dir), sizes, name)
     return custom.load(_custom_path(name), sizes)
 
 
@@ -57,8 +57,8 @@ def sample_examples(
         raise FedTextGradError(f"asked for {n} examples: use n >= 1")
     if name in bbh.BBH_TASKS:
         return bbh.sample(name, n, seed, resolve_data_dir(data_dir))
-    if name == gsm8k.NAME:
-        return gsm8k.sample(n, seed, resolve_data_dir(data_dir))
+    if name in gsm8k.NAMES:
+        return gsm8k.sample(n, seed, resolve_data_dir(data_dir), name)
     path = _custom_path(name)
     return draw(custom.read_examples(path, path.stem), n, seed, str(path))
 

@@ -3,6 +3,8 @@
 Three answer types: "number" (BBH counting/arithmetic, GSM8K), "words" (word sorting) and
 "text" (custom tasks). Unlike TextGrad's parser, minus signs are kept, "1,234" is 1234,
 "12.0" equals "12", and a response with no answer scores 0 (it is never read as 0).
+On an "Answer:" line the first number is the answer ("12 = 3 x 4" is 12), unless the line is
+a calculation ("5 + 3 = 8" is 8).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ _NUMBER_PATTERN = r"(?<![A-Za-z0-9)\]}.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+
 _NUMBER = re.compile(_NUMBER_PATTERN)
 _BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 _BOLD_NUMBER = re.compile(r"\*\*[\s$]*(" + _NUMBER_PATTERN + r")[\s$]*\*\*")
+# "Answer: - 35": a minus spaced off the number on the marker's own line is a sign (on the
+# next line, "- 35" is a list bullet).
+_SPACED_SIGN = re.compile(
+    r"(" + _ANSWER_MARK.pattern + r"[ \t*_`$]*)-[ \t]+(?=\.?\d)", re.IGNORECASE
+)
+_EXPLANATION = re.compile(r"[=(]")
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
 _EDGE_JUNK = "*_`\"'“”‘’$"
 _TRAILING_PUNCT = ".,;:!?"
@@ -46,6 +54,22 @@ def _first_number(text: str) -> str | None:
 def _last_number(text: str) -> str | None:
     matches = _NUMBER.findall(text)
     return canonical_number(matches[-1]) if matches else None
+
+
+def _segment_number(segment: str) -> str | None:
+    """The answer line's number: the first one ("12 = 3 x 4", "7 (= 3 + 4)": what follows an
+    "=" or "(" explains it), unless more numbers come before the "=": then the line is a
+    calculation ("5 + 3 = 8") and the answer is its result, the last "=" followed by a number."""
+    first = _NUMBER.search(segment)
+    if first is None:
+        return None
+    rest = segment[first.end() :]
+    head = _EXPLANATION.split(rest, maxsplit=1)[0]
+    if "=" in rest and _NUMBER.search(head):
+        for result in reversed(segment.split("=")[1:]):
+            if (number := _first_number(result)) is not None:
+                return number
+    return canonical_number(first.group())
 
 
 def _has_content(line: str) -> bool:
@@ -82,12 +106,10 @@ def answer_segment(response: str, *, block: bool = False) -> str | None:
 
 def extract_number(response: str) -> str | None:
     """The final numeric answer in canonical form, or None."""
-    text = response.translate(_MINUS_SIGNS)
+    text = _SPACED_SIGN.sub(r"\1-", response.translate(_MINUS_SIGNS))
     segment = answer_segment(text)
-    if segment is not None:
-        # The answer line is authoritative; in "5 + 3 = 8" the answer follows the last "=".
-        after_equals = segment.rsplit("=", 1)[-1]
-        return _first_number(after_equals) or _first_number(segment)
+    if segment is not None:  # the answer line is authoritative
+        return _segment_number(segment)
     if boxed := _BOXED.findall(text):
         return _first_number(boxed[-1])
     for mark in reversed(list(_ANSWER_IS.finditer(text))):

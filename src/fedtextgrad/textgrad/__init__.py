@@ -1,5 +1,7 @@
-"""The textual-gradient core: one step as small functions, and the local trainer."""
+"""The textual-gradient core: one step as small functions, the paper's variant, the reply
+repairs, and the local trainer."""
 
+from fedtextgrad.textgrad.repairs import tidy
 from fedtextgrad.textgrad.step import (
     Attempt,
     Objective,
@@ -12,15 +14,15 @@ from fedtextgrad.textgrad.step import (
     judge,
     parse_update,
     score,
-    tidy,
     update,
 )
-from fedtextgrad.textgrad.trainer import LocalTrainer, StepRecord, TrainResult
+from fedtextgrad.textgrad.trainer import LocalTrainer, Outcome, StepRecord, TrainResult
 
 __all__ = [
     "Attempt",
     "LocalTrainer",
     "Objective",
+    "Outcome",
     "StepRecord",
     "TrainResult",
     "Update",

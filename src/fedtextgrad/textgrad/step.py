@@ -1,4 +1,5 @@
-"""One textual-gradient step, as small functions: forward ► score ► feedback ► update (► gate).
+"""One textual-gradient step of our method, as small functions: forward ► score ► feedback ►
+update (the gate is the trainer's). The paper's variant of feedback and update is in `paper.py`.
 
 Each takes the engine it needs as an argument; nothing global. A malformed reply never crashes a
 step: `update` returns the reason it was rejected and the caller keeps the old prompt."""
@@ -7,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from fedtextgrad.llm import LLM
+from fedtextgrad.llm import LLM, Message
 from fedtextgrad.tasks import Example, Task
-from fedtextgrad.textgrad import templates
+from fedtextgrad.textgrad import repairs, templates
 
-_TAGGED = re.compile(r"<IMPROVED_VARIABLE>(.*?)</IMPROVED_VARIABLE>", re.DOTALL)
 LOOP_PENALTY = 0.3  # small models at temperature 0 tend to repeat one instruction until cut off
 # A copied prompt is asked for again, sampled: greedy decoding copies it again even when told not
 # to (measured with the 1.5B model). Seeded, so the reply is cached and replayed like the others.
 COPY_RETRY_SAMPLING = {"temperature": 0.8, "seed": 0}
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
+CANDIDATE_TEMPERATURE = 0.8  # candidates after the first (greedy) one are sampled, seeded
 # Lines of the feedback that diagnose one example; pasted into a prompt they are noise (and
 # quote the example). The "Instruction:" lines are left: they are what a rewrite should use.
 _DIAGNOSIS = re.compile(r"\s*(Feedback \d+|Mistake|Solution):", re.IGNORECASE)
@@ -59,17 +58,26 @@ class Objective:
     def extract(self, example: Example, response: str) -> str | None:
         return self.tasks[example.task].extract(response)
 
+    @property
+    def formats(self) -> list[str]:
+        return list(dict.fromkeys(task.answer_format for task in self.tasks.values()))
+
     def keeps_format(self, prompt: str) -> bool:
-        text = _normalize(prompt)
-        return all(_normalize(t.answer_format) in text for t in self.tasks.values())
+        text = repairs.normalize(prompt)
+        return all(repairs.normalize(fmt) in text for fmt in self.formats)
 
     def without_format(self, prompt: str) -> str:
         """The prompt without its answer-format sentence(s), wherever they stand."""
-        text = prompt
-        for task in self.tasks.values():
-            pattern = r"\s+".join(re.escape(word) for word in task.answer_format.split())
-            text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
-        return re.sub(r"[ \t]+\n|\n{3,}", "\n", text).strip()
+        return repairs.strip_format(prompt, self.formats)
+
+    def finish(self, rewrite: repairs.Rewrite, max_chars: int) -> tuple[str | None, str]:
+        """A repaired body with the answer format attached last, within `max_chars`."""
+        if rewrite.body is None:
+            return None, rewrite.problem
+        prompt = f"{rewrite.body}\n{self.answer_format}"
+        if len(prompt) > max_chars:
+            return None, f"the improved prompt is too long ({len(prompt)} > {max_chars} characters)"
+        return prompt, ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class Attempt:
 class Update:
     prompt: str | None  # None: rejected, keep the old prompt
     reason: str
+    dropped: tuple[str, ...] = ()  # sentences removed for naming the batch's examples
 
 
 async def forward(
@@ -189,6 +198,39 @@ async def combine(llm: LLM, pieces: Sequence[str], *, max_tokens: int) -> str:
     )
 
 
+def update_request(
+    prompt: str,
+    objective: Objective,
+    gradient: str,
+    *,
+    wrong: int,
+    total: int,
+    memory: Sequence[str] = (),
+    history: Sequence[tuple[str, float]] = (),
+    rules: Sequence[str] = (),
+    max_chars: int,
+) -> tuple[list[Message], list[str]]:
+    """The update's messages, and what a reply may copy from them instead of writing a prompt
+    (the request's rules, the feedback's diagnosis lines): echoes to drop."""
+    listed = templates.update_rules(min(max_chars // 7, len(prompt.split()) + 80), rules)
+    past = templates.UPDATE_MEMORY.format(past="\n\n".join(memory)) if memory else ""
+    request = templates.UPDATE.format(
+        role=objective.role,
+        prompt=prompt,
+        wrong=wrong,
+        total=total,
+        feedback=gradient,
+        memory=past + templates.history_block(history),
+        rules=templates.rules_block(listed, objective.answer_format),
+    )
+    messages = [
+        {"role": "system", "content": templates.UPDATE_SYSTEM},
+        {"role": "user", "content": request},
+    ]
+    diagnoses = [line for text in (gradient, *memory) for line in text.splitlines()]
+    return messages, [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
+
+
 async def update(
     llm: LLM,
     prompt: str,
@@ -198,43 +240,81 @@ async def update(
     wrong: int,
     total: int,
     memory: Sequence[str] = (),
+    history: Sequence[tuple[str, float]] = (),
     rules: Sequence[str] = (),
+    specific: Collection[str] = (),
+    candidates: int = 1,
+    max_chars: int,
+    max_tokens: int,
+) -> list[Update]:
+    """Textual gradient descent: the LLM rewrites the prompt from the feedback, `candidates`
+    times (the first greedy, the others sampled with fixed seeds, so all are cached and
+    replayed). Sentences naming the batch's `specific` tokens are dropped from each rewrite."""
+    messages, echoes = update_request(
+        prompt,
+        objective,
+        gradient,
+        wrong=wrong,
+        total=total,
+        memory=memory,
+        history=history,
+        rules=rules,
+        max_chars=max_chars,
+    )
+    samplings = [{}] + [
+        {"temperature": CANDIDATE_TEMPERATURE, "seed": i} for i in range(1, candidates)
+    ]
+    return list(
+        await asyncio.gather(
+            *(
+                rewrite(
+                    llm,
+                    messages,
+                    prompt,
+                    objective,
+                    echoes,
+                    specific,
+                    sampling,
+                    max_chars=max_chars,
+                    max_tokens=max_tokens,
+                )
+                for sampling in samplings
+            )
+        )
+    )
+
+
+async def rewrite(
+    llm: LLM,
+    messages: list[Message],
+    prompt: str,
+    objective: Objective,
+    echoes: Sequence[str],
+    specific: Collection[str],
+    sampling: dict,
+    *,
     max_chars: int,
     max_tokens: int,
 ) -> Update:
-    """Textual gradient descent: the LLM rewrites the prompt from the feedback. One retry, also
-    when the reply is the current prompt again (small models copy a prompt that already breaks
-    the update's rules, e.g. a merge with ten rules, rather than choose what to change)."""
-    listed = templates.update_rules(min(max_chars // 7, len(prompt.split()) + 80), rules)
-    request = templates.UPDATE.format(
-        role=objective.role,
-        prompt=prompt,
-        wrong=wrong,
-        total=total,
-        feedback=gradient,
-        memory=templates.UPDATE_MEMORY.format(past="\n\n".join(memory)) if memory else "",
-        rules=templates.rules_block(listed, objective.answer_format),
-    )
-    messages = [
-        {"role": "system", "content": templates.UPDATE_SYSTEM},
-        {"role": "user", "content": request},
-    ]
-    # What the model may copy from the request instead of writing a prompt: dropped.
-    diagnoses = [line for text in (gradient, *memory) for line in text.splitlines()]
-    echoes = [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
+    """One rewrite, with one retry when the reply is unusable or the current prompt again (small
+    models copy a prompt that already breaks the update's rules rather than choose what to
+    change); the retry of a copy is sampled, since greedy decoding copies again."""
+    request = messages[-1]["content"]
     problem = ""
     for _ in range(2):
-        sampling = COPY_RETRY_SAMPLING if problem == templates.COPIED else {}
         reply = await llm.chat(
             messages,
             purpose="update",
             max_tokens=max_tokens,
             frequency_penalty=LOOP_PENALTY,
-            **sampling,
+            **(COPY_RETRY_SAMPLING if problem == templates.COPIED and not sampling else sampling),
         )
-        candidate, problem = parse_update(reply.text, objective, max_chars, echoes)
+        parsed = repairs.parse_rewrite(
+            reply.text, objective.formats, echoes=echoes, specific=specific, before=prompt
+        )
+        candidate, problem = objective.finish(parsed, max_chars)
         if candidate is not None and candidate.split() != prompt.split():
-            return Update(candidate, "updated")
+            return Update(candidate, "updated", parsed.dropped)
         if candidate is not None:
             problem = templates.COPIED
         # Retry afresh with a warning; replaying a looping reply would invite more of it.
@@ -243,70 +323,21 @@ async def update(
         )
         messages = [messages[0], {"role": "user", "content": f"{request}\n\n{warning}"}]
     if problem == templates.COPIED:
-        return Update(None, "the rewrite is the current prompt: nothing to update")
-    return Update(None, f"rejected: {problem}")
+        return Update(None, "the rewrite is the current prompt: nothing to update", parsed.dropped)
+    return Update(None, f"rejected: {problem}", parsed.dropped)
 
 
 def parse_update(
     reply: str, objective: Objective, max_chars: int, echoes: Sequence[str] = ()
 ) -> tuple[str | None, str]:
-    """The prompt between the tags, tidied (and without `echoes`: what it copied from the
-    request), or None and what is wrong with the reply."""
-    match = _TAGGED.search(reply)
-    if match is None:
-        if "<IMPROVED_VARIABLE>" in reply:
-            return None, "the reply was cut off before </IMPROVED_VARIABLE>"
-        return None, "the reply has no <IMPROVED_VARIABLE> tags"
-    candidate = match.group(1).strip()
-    if not objective.keeps_format(candidate):
-        return None, "the improved prompt dropped the answer-format instruction"
-    body = tidy(objective.without_format(candidate), echoes)
-    if not body:
-        return None, "the improved prompt is empty"
-    candidate = f"{body}\n{objective.answer_format}"  # the format instruction goes last
-    if len(candidate) > max_chars:
-        return None, f"the improved prompt is too long ({len(candidate)} > {max_chars} characters)"
-    return candidate, ""
-
-
-def tidy(text: str, echoes: Sequence[str] = ()) -> str:
-    """Undo what small models do to a prompt they write: looping on one instruction (also as
-    "7. X", "8. X", ...), empty list items ("3."), headings with nothing under them, and
-    sentences copied from the request (`echoes`). The numbered items left are renumbered."""
-    seen = {_normalize(s) for echo in echoes for s in _SENTENCE_END.split(echo)}
-    lines: list[tuple[str, str]] = []  # (list marker or "", content)
-    for line in text.splitlines():
-        marker, content = _LIST_ITEM.match(line.strip()).groups(default="")
-        kept = []
-        for sentence in _SENTENCE_END.split(content):
-            key = _normalize(sentence)
-            if key and key not in seen:
-                seen.add(key)
-                kept.append(sentence)
-        if kept:
-            lines.append((marker, " ".join(kept)))
-    lines = [
-        (marker, content)
-        for i, (marker, content) in enumerate(lines)
-        if not (_is_heading(content) and (i + 1 == len(lines) or _is_heading(lines[i + 1][1])))
-    ]
-    out, number = [], 0
-    for marker, content in lines:
-        number = number + 1 if marker[:1].isdigit() else 0
-        out.append(f"{number}. {content}" if number else f"{marker} {content}".strip())
-    return "\n".join(out)
-
-
-def _is_heading(line: str) -> bool:
-    return line.endswith(":") and len(line.split()) <= 4
+    """The prompt between the tags, repaired (`repairs.parse_rewrite`), with the answer format
+    last; or None and what is wrong with the reply."""
+    return objective.finish(
+        repairs.parse_rewrite(reply, objective.formats, echoes=echoes), max_chars
+    )
 
 
 def condense(feedback: str) -> str:
     """The diagnosis and the proposed instruction: the part of the feedback the update needs."""
     start = feedback.find("Mistake:")
     return feedback[start:].strip() if start >= 0 else feedback.strip()
-
-
-def _normalize(text: str) -> str:
-    """Case, spacing and end punctuation do not make a sentence new."""
-    return " ".join(text.lower().split()).rstrip(".:;!")

@@ -82,6 +82,24 @@ Feedback from earlier steps (already addressed or still open):
 </PAST_FEEDBACK>
 """
 
+# Ours: the best earlier prompts with their scores, worst first (OPRO shows the optimizer its
+# trajectory so that it writes a prompt better than the best one, not a variation of the last).
+UPDATE_HISTORY = """
+Earlier prompts and the share of training questions each got right (worst first):
+<PAST_PROMPTS>
+{past}
+</PAST_PROMPTS>
+Write a prompt that would score higher than all of them.
+"""
+
+
+def history_block(history: Sequence[tuple[str, float]]) -> str:
+    if not history:
+        return ""
+    past = "\n\n".join(f"Score {score:.2f}:\n{prompt}" for prompt, score in history)
+    return UPDATE_HISTORY.format(past=past)
+
+
 UPDATE_RETRY = (
     "Important: a previous reply could not be used because {problem}. Reply with the complete, "
     "concise improved prompt between <IMPROVED_VARIABLE> and </IMPROVED_VARIABLE>, ending with "

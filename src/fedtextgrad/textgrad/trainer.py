@@ -1,4 +1,9 @@
-"""The local optimizer: K textual-gradient steps over one learner's data."""
+"""The local optimizer: K textual-gradient steps over one learner's data.
+
+One step is the paper's: forward ► score ► feedback ► update ► gate. `train.method` decides how
+feedback and update are asked — ours: contrastive feedback on the wrong answers and several
+candidate rewrites; the paper's: TextGrad's two-hop feedback on every example and one rewrite.
+`train.gate` decides which candidate, if any, replaces the prompt."""
 
 from __future__ import annotations
 
@@ -6,25 +11,39 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
+from fedtextgrad import text
 from fedtextgrad.config import TrainConfig
 from fedtextgrad.llm import LLM
 from fedtextgrad.llm.usage import Usage, track_usage
 from fedtextgrad.tasks import Example
+from fedtextgrad.textgrad import paper
 from fedtextgrad.textgrad import step as tg
-from fedtextgrad.textgrad.step import Objective
+from fedtextgrad.textgrad.step import Attempt, Objective, Update
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    REVERTED = "reverted"  # the gate kept the old prompt
+    REJECTED = "rejected"  # no usable rewrite
+    UNCHANGED = "unchanged"  # every rewrite was the current prompt
+    NO_ERRORS = "no_errors"  # nothing to learn from the batch
 
 
 @dataclass
 class StepRecord:
     step: int
     batch_accuracy: float
-    candidate_accuracy: float | None  # the gate's score of the new prompt (batch or validation)
+    candidate_accuracy: float | None  # the gate's score of the best candidate
     accepted: bool
-    reason: str
+    reason: str  # the outcome's detail, for people
     prompt_chars: int
     tokens: int  # LLM tokens the step used (prompt + completion, cached calls included)
     feedback: str = ""
+    outcome: str = ""  # an Outcome
+    candidates: int = 0  # distinct rewrites the gate compared
+    dropped: list[str] = field(default_factory=list)  # sentences naming the batch's examples
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,9 +56,18 @@ StepSink = Callable[[StepRecord], None]  # told of each step as soon as it is do
 class TrainResult:
     prompt: str
     steps: list[StepRecord]
-    accuracy_before: float  # the incoming prompt on the first batch
-    accuracy_after: float  # the outgoing prompt on the last batch it was scored on
+    accuracy_before: float  # the incoming prompt on the first minibatch
+    accuracy_after: float | None  # the outgoing prompt on the last minibatch; None: not scored
     usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class Memory:
+    """What the update sees of earlier steps (`train.momentum`, `train.history`)."""
+
+    feedback: list[str] = field(default_factory=list)  # ours: past feedback
+    values: list[str] = field(default_factory=list)  # the paper's momentum: past prompts
+    scored: dict[str, float] = field(default_factory=dict)  # ours: prompts the gate scored
 
 
 class LocalTrainer:
@@ -59,11 +87,22 @@ class LocalTrainer:
         self.forward_llm = forward_llm
         self.feedback_llm = feedback_llm
         self.objective = objective
-        self.train_set = list(train)
-        self.val_set = list(val)[: config.gate_val_size] if config.gate_val_size else list(val)
         self.config = config
         self.seed = seed
         self.extra_rules = list(extra_rules)  # more rules for the update (e.g. privacy)
+        self.val_set = list(val)[: config.gate_val_size] if config.gate_val_size else list(val)
+        self.train_set, self.holdout = self._hold_out(list(train))
+
+    def _hold_out(self, train: list[Example]) -> tuple[list[Example], list[Example]]:
+        """The select gate scores on the minibatch plus a fixed slice of the learner's own
+        training data that no minibatch draws from (when there is enough data to spare)."""
+        size = self.config.holdout if self.config.resolved_gate == "select" else 0
+        if not size or len(train) < size + self.config.batch_size:
+            return train, []
+        order = list(train)
+        random.Random(f"{self.seed}/holdout").shuffle(order)
+        held = {id(ex) for ex in order[:size]}
+        return [ex for ex in train if id(ex) not in held], order[:size]
 
     def batches(self, round_number: int, steps: int) -> list[list[Example]]:
         """The minibatches of one round: a seeded shuffle, reshuffled when it runs out.
@@ -89,94 +128,158 @@ class LocalTrainer:
         on_step: StepSink | None = None,
     ) -> TrainResult:
         records: list[StepRecord] = []
-        memory: list[str] = []
-        before = after = 0.0
+        memory = Memory()
+        after: float | None = None
         with track_usage() as usage:
             for number, batch in enumerate(self.batches(round_number, steps), 1):
-                prompt, record, after = await self.step(prompt, batch, memory, number)
-                if number == 1:
-                    before = record.batch_accuracy
+                new, record, after = await self.step(prompt, batch, memory, number)
+                if record.feedback:
+                    memory.feedback.append(record.feedback)
+                if new != prompt:
+                    memory.values.append(prompt)
+                prompt = new
                 records.append(record)
                 if on_step:
                     on_step(record)
-                if record.feedback and self.config.momentum:
-                    memory = (memory + [record.feedback])[-self.config.momentum :]
-        return TrainResult(prompt, records, before, after, usage)
+        return TrainResult(prompt, records, records[0].batch_accuracy, after, usage)
 
     async def step(
-        self, prompt: str, batch: list[Example], memory: Sequence[str], number: int
-    ) -> tuple[str, StepRecord, float]:
+        self, prompt: str, batch: list[Example], memory: Memory, number: int
+    ) -> tuple[str, StepRecord, float | None]:
         """forward ► score ► feedback ► update ► gate. Returns the prompt to keep, the record,
-        and the kept prompt's accuracy on what the gate scored."""
-        cfg = self.config
+        and the kept prompt's accuracy on this minibatch (None when the gate did not score it)."""
         with track_usage() as usage:
-            attempts = await self._attempts(prompt, batch, "forward")
-            batch_acc = tg.accuracy(attempts)
-            record = StepRecord(number, batch_acc, None, False, "", len(prompt), 0)
-            kept_acc = batch_acc
-            if batch_acc == 1.0:
+            attempts = await self._attempts(prompt, batch, "forward")  # forward ► score
+            record = StepRecord(number, tg.accuracy(attempts), None, False, "", len(prompt), 0)
+            kept_score: float | None = record.batch_accuracy
+            if record.batch_accuracy == 1.0:
+                record.outcome = Outcome.NO_ERRORS
                 record.reason = "no errors in the batch: nothing to learn"
-            else:
-                pieces = await tg.feedback(
-                    self.feedback_llm,
-                    prompt,
-                    self.objective,
-                    attempts,
-                    max_tokens=cfg.feedback_max_tokens,
-                )
-                record.feedback = await tg.combine(
-                    self.feedback_llm, pieces, max_tokens=cfg.feedback_max_tokens
-                )
-                wrong = sum(a.score < 1 for a in attempts)
-                result = await tg.update(
-                    self.feedback_llm,
+            elif candidates := await self._propose(prompt, attempts, memory, record):
+                prompt, kept_score = await self._gate(prompt, candidates, attempts, memory, record)
+        record.prompt_chars = len(prompt)
+        record.tokens = usage.total().tokens_used
+        return prompt, record, kept_score
+
+    # -- feedback ► update ----------------------------------------------------------------------
+
+    async def _propose(
+        self, prompt: str, attempts: list[Attempt], memory: Memory, record: StepRecord
+    ) -> list[str]:
+        """The method's feedback and update: the distinct usable rewrites (maybe none)."""
+        cfg, llm = self.config, self.feedback_llm
+        momentum = slice(-cfg.momentum, None) if cfg.momentum else slice(0)
+        if cfg.method == "paper":
+            record.feedback = await paper.feedback(
+                llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
+            )
+            updates: list[Update] = [
+                await paper.update(
+                    llm,
                     prompt,
                     self.objective,
                     record.feedback,
-                    wrong=wrong,
-                    total=len(attempts),
-                    memory=memory,
-                    rules=self.extra_rules,
+                    past_values=memory.values[momentum],
                     max_chars=cfg.max_prompt_chars,
                     max_tokens=cfg.update_max_tokens,
                 )
-                if result.prompt is None:
-                    record.reason = result.reason
-                else:
-                    record.accepted, record.candidate_accuracy, record.reason = await self.gate(
-                        prompt, result.prompt, batch, batch_acc
-                    )
-                    if record.accepted:
-                        prompt = result.prompt
-                        kept_acc = record.candidate_accuracy
-                        if kept_acc is None:
-                            kept_acc = batch_acc
-            record.prompt_chars = len(prompt)
-        record.tokens = usage.total().tokens_used
-        return prompt, record, kept_acc
-
-    async def gate(
-        self, old: str, new: str, batch: list[Example], batch_acc: float
-    ) -> tuple[bool, float | None, str]:
-        """Keep or revert the new prompt. Returns (accepted, its score, why)."""
-        if self.config.gate == "none":
-            return True, None, "accepted (no gate)"
-        if self.config.gate == "batch":  # FedTextGrad's code: the same minibatch again
-            new_acc = tg.accuracy(await self._attempts(new, batch, "gate"))
-            accepted = new_acc > batch_acc or new_acc == 1.0
-            verdict = "accepted" if accepted else "reverted"
-            return accepted, new_acc, f"{verdict}: batch accuracy {batch_acc:.2f} -> {new_acc:.2f}"
-        if not self.val_set:  # TextGrad's: revert if validation accuracy fell
-            return True, None, "accepted (no validation data for the gate)"
-        old_acc, new_acc = [  # both prompts scored at once: neither depends on the other
-            tg.accuracy(attempts)
-            for attempts in await asyncio.gather(
-                self._attempts(old, self.val_set, "gate"), self._attempts(new, self.val_set, "gate")
+            ]
+        else:
+            pieces = await tg.feedback(
+                llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
             )
-        ]
-        accepted = new_acc >= old_acc
-        verdict = "accepted" if accepted else "reverted"
-        return accepted, new_acc, f"{verdict}: validation accuracy {old_acc:.2f} -> {new_acc:.2f}"
+            record.feedback = await tg.combine(llm, pieces, max_tokens=cfg.feedback_max_tokens)
+            updates = await tg.update(
+                llm,
+                prompt,
+                self.objective,
+                record.feedback,
+                wrong=sum(a.score < 1 for a in attempts),
+                total=len(attempts),
+                memory=memory.feedback[momentum],
+                history=self._history(memory),
+                rules=self.extra_rules,
+                specific=self._specific(attempts, prompt),
+                candidates=cfg.candidates,
+                max_chars=cfg.max_prompt_chars,
+                max_tokens=cfg.update_max_tokens,
+            )
+        record.dropped = list(dict.fromkeys(s for u in updates for s in u.dropped))
+        candidates = list(dict.fromkeys(u.prompt for u in updates if u.prompt is not None))
+        if not candidates:
+            copied = all(u.reason.startswith("the rewrite is the current") for u in updates)
+            record.outcome = Outcome.UNCHANGED if copied else Outcome.REJECTED
+            record.reason = updates[0].reason
+        return candidates
+
+    def _specific(self, attempts: Sequence[Attempt], prompt: str) -> set[str]:
+        """Tokens that identify the batch's examples (their rare words, names, numbers of two
+        or more digits) and that neither the prompt nor the task's wording contains."""
+        if not self.config.general_rules:
+            return set()
+        sources = [s for a in attempts for s in (a.example.input, a.example.target)]
+        known = [prompt, self.objective.role, *self.objective.formats]
+        return set(text.specific_tokens(sources, known))
+
+    def _history(self, memory: Memory) -> list[tuple[str, float]]:
+        """The best prompts scored so far, worst first (OPRO's order)."""
+        best = sorted(memory.scored.items(), key=lambda item: item[1])[-self.config.history :]
+        return best if self.config.history else []
+
+    # -- gate ---------------------------------------------------------------------------------
+
+    async def _gate(
+        self,
+        prompt: str,
+        candidates: list[str],
+        attempts: list[Attempt],
+        memory: Memory,
+        record: StepRecord,
+    ) -> tuple[str, float | None]:
+        """Keep the best candidate if the gate prefers it to the old prompt. Returns the kept
+        prompt and its minibatch accuracy (None when not scored)."""
+        cfg, batch = self.config, [a.example for a in attempts]
+        record.candidates = len(candidates)
+        if cfg.resolved_gate == "none":
+            record.accepted, record.outcome = True, Outcome.ACCEPTED
+            record.reason = "accepted (no gate)"
+            return candidates[0], None
+        where = {"select": "batch+holdout", "batch": "batch", "validation": "validation"}
+        scored_on = {
+            "select": batch + self.holdout,
+            "batch": batch,
+            "validation": self.val_set,
+        }[cfg.resolved_gate]
+        if not scored_on:
+            record.accepted, record.outcome = True, Outcome.ACCEPTED
+            record.reason = "accepted (no validation data for the gate)"
+            return candidates[0], None
+        old_attempts, *scored = await asyncio.gather(
+            self._attempts(prompt, scored_on, "gate")
+            if cfg.resolved_gate != "batch"
+            else _done(attempts),
+            *(self._attempts(c, scored_on, "gate") for c in candidates),
+        )
+        old = tg.accuracy(old_attempts)
+        scores = [tg.accuracy(s) for s in scored]
+        memory.scored |= {prompt: old, **dict(zip(candidates, scores, strict=True))}
+        best = max(range(len(candidates)), key=lambda i: (scores[i], -len(candidates[i])))
+        new = scores[best]
+        accepted = {
+            "select": new > old + cfg.margin,
+            "batch": new > old or new == 1.0,  # FedTextGrad's code
+            "validation": new >= old,  # TextGrad's: revert only if it fell
+        }[cfg.resolved_gate]
+        of = f" (best of {len(candidates)})" if len(candidates) > 1 else ""
+        verdict = Outcome.ACCEPTED if accepted else Outcome.REVERTED
+        record.accepted, record.outcome, record.candidate_accuracy = accepted, verdict, new
+        record.reason = f"{verdict}: {where[cfg.resolved_gate]} accuracy {old:.2f} -> {new:.2f}{of}"
+        kept, kept_attempts = (
+            (candidates[best], scored[best]) if accepted else (prompt, old_attempts)
+        )
+        if cfg.resolved_gate == "validation":
+            return kept, (None if accepted else record.batch_accuracy)
+        return kept, tg.accuracy(kept_attempts[: len(batch)])  # the minibatch comes first
 
     async def _attempts(
         self, prompt: str, examples: Sequence[Example], purpose: str
@@ -192,3 +295,7 @@ class LocalTrainer:
         if self.config.loss == "llm_judge":
             attempts = await tg.judge(self.feedback_llm, attempts)
         return attempts
+
+
+async def _done(value):
+    return value

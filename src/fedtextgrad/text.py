@@ -1,11 +1,13 @@
-"""Text primitives for the leakage audit: words with their positions, n-grams, and the longest
-common run of two texts (in characters or in words). Pure functions, no model."""
+"""Text primitives: words with their positions, n-grams, the longest common run of two texts (in
+characters or in words), and the tokens that identify a set of examples. Pure functions, no
+model; used by the leakage audit and by the local step's filter of example-specific rules."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 # A word: letters (with inner apostrophes/hyphens) or a number (with inner separators: 40,000,
 # 3/4, 2.5, 4829-1937). Case is kept; matching is done on the lowercase form.
@@ -95,3 +97,65 @@ def longest_common_run(a: Sequence, others: Iterable[Sequence]) -> tuple[int, in
 
 def _key(part: Sequence) -> object:
     return part if isinstance(part, str) else tuple(part)
+
+
+# -- example-specific tokens -------------------------------------------------------------------
+
+_NAME_ZIPF = 5.0  # a capitalized word this common in English ("I", "The") is no name
+
+
+@lru_cache(maxsize=65536)
+def zipf(word: str) -> float:
+    """English word frequency on the Zipf scale (7 ≈ "the", 4 ≈ once per 10^5 words, 0 = unseen)."""
+    from wordfreq import zipf_frequency  # ~1 s to load its tables: only when needed
+
+    return zipf_frequency(word, "en")
+
+
+def token_key(token: Token) -> str:
+    """How a token is matched: case-insensitive; numbers without thousands separators; words
+    without a possessive 's (Marion's is Marion)."""
+    if token.is_number:
+        return token.norm.replace(",", "")
+    return re.sub(r"['’]s$", "", token.norm)
+
+
+def specific_tokens(
+    sources: Iterable[str], known: Iterable[str] = (), common_zipf: float = 4.0
+) -> dict[str, str]:
+    """Tokens of `sources` (example inputs and targets) that identify them: numbers of two or
+    more digits, names (capitalized, not common English), and rare words (Zipf < common_zipf) —
+    leaving out every token of the `known` texts. Returns token key -> category."""
+    seen = {token_key(t) for source in known for t in tokens(source)}
+    found: dict[str, str] = {}
+    for source in sources:
+        for token, initial in _with_position(source):
+            key = token_key(token)
+            if key in seen or key in found:
+                continue
+            category = _category(token, key, initial, common_zipf)
+            if category:
+                found[key] = category
+    return found
+
+
+def _with_position(source: str) -> list[tuple[Token, bool]]:
+    """Each token, and whether it starts a sentence (where capitals say nothing)."""
+    result = []
+    previous_end = None
+    for token in tokens(source):
+        gap = source[previous_end : token.start] if previous_end is not None else ""
+        initial = previous_end is None or any(mark in gap for mark in ".!?\n")
+        result.append((token, initial))
+        previous_end = token.end
+    return result
+
+
+def _category(token: Token, key: str, sentence_start: bool, common_zipf: float) -> str:
+    if token.is_number:
+        return "numbers" if len(key.replace(".", "").replace("/", "")) >= 2 else ""
+    frequency = zipf(key)
+    capitalized = token.text[0].isupper() and frequency < _NAME_ZIPF
+    if capitalized and (not sentence_start or frequency < common_zipf):
+        return "names"
+    return "rare_words" if frequency < common_zipf and len(key) > 2 else ""

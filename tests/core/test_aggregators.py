@@ -1,0 +1,94 @@
+"""The aggregators on their own: parsing the merge reply, fallbacks and the length cap."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fedtextgrad.federated.aggregators import (
+    AggregationContext,
+    Upload,
+    aggregate,
+    concat,
+    summarize,
+)
+from fedtextgrad.llm import scripted_engine
+from fedtextgrad.tasks import load_task
+from fedtextgrad.textgrad import Objective
+
+PREVIOUS = "The global prompt the round started from."
+
+
+@pytest.fixture(scope="module")
+def objective() -> Objective:
+    return Objective.of(load_task("bbh_object_counting", train_size=3, val_size=1, test_size=1))
+
+
+def uploads(objective: Objective) -> list[Upload]:
+    # The second upload claims the best accuracy: a fallback must not trust that claim.
+    fmt = objective.answer_format
+    return [Upload(0, f"A.\n{fmt}", 3, 0.5, 0.5), Upload(1, f"B.\n{fmt}", 3, 0.5, 1.0)]
+
+
+def merge_with(objective: Objective, reply: str, **ctx) -> dict:
+    llm = scripted_engine(lambda messages: reply)
+    context = AggregationContext(objective, llm, PREVIOUS, **ctx)
+    result = asyncio.run(summarize(uploads(objective), context))
+    return {"prompt": result.prompt, **result.info}
+
+
+def test_the_last_complete_span_is_the_merge(objective):
+    reply = (
+        "I will put it between <MERGED_PROMPT> and </MERGED_PROMPT> as asked.\n"
+        "<MERGED_PROMPT>Count each item once.</MERGED_PROMPT>"
+    )
+    merged = merge_with(objective, reply)
+    assert merged["prompt"] == f"Count each item once.\n{objective.answer_format}"
+    assert "fallback" not in merged
+
+
+def test_a_merge_cut_off_before_the_closing_tag_falls_back_to_the_previous_prompt(objective):
+    merged = merge_with(objective, "<MERGED_PROMPT>Count each item once. Then chec")
+    assert merged["prompt"] == PREVIOUS
+    assert merged["truncated"] is True
+    assert "previous global prompt" in merged["fallback"]
+
+
+def test_a_complete_span_then_a_cut_off_one_is_truncated(objective):
+    reply = "Draft: <MERGED_PROMPT>Count.</MERGED_PROMPT>\nFinal: <MERGED_PROMPT>Count each ite"
+    merged = merge_with(objective, reply)
+    assert merged["prompt"] == PREVIOUS and merged["truncated"] is True
+
+
+def test_a_malformed_merge_keeps_the_previous_prompt_not_the_best_claimed_upload(objective):
+    merged = merge_with(objective, "Sorry, I cannot merge these.")
+    assert merged["prompt"] == PREVIOUS
+    assert "previous global prompt" in merged["fallback"]
+    assert "truncated" not in merged
+
+
+def test_a_merge_longer_than_the_cap_falls_back_with_the_reason(objective):
+    long_body = " ".join(f"Rule {n}: count the items of kind {n} once." for n in range(10))
+    merged = merge_with(objective, f"<MERGED_PROMPT>{long_body}</MERGED_PROMPT>", max_chars=200)
+    assert merged["prompt"] == PREVIOUS
+    assert "too long" in merged["fallback"] and "> 200" in merged["fallback"]
+
+
+def test_the_cap_defaults_to_the_client_update_cap(objective):
+    assert AggregationContext(objective, scripted_engine(lambda m: ""), PREVIOUS).max_chars == 4000
+
+
+def test_concat_longer_than_the_cap_falls_back_to_the_previous_prompt(objective):
+    llm = scripted_engine(lambda messages: "unused")
+    context = AggregationContext(objective, llm, PREVIOUS, max_chars=20)
+    result = asyncio.run(aggregate("concat", uploads(objective), context))
+    assert result.prompt == PREVIOUS
+    assert "too long" in result.info["fallback"] and result.info["method"] == "concat"
+
+
+def test_concat_within_the_cap_joins_the_prompts(objective):
+    llm = scripted_engine(lambda messages: "unused")
+    result = asyncio.run(concat(uploads(objective), AggregationContext(objective, llm, PREVIOUS)))
+    assert result.prompt == "\n".join(u.prompt for u in uploads(objective))
+    assert "fallback" not in result.info
