@@ -131,7 +131,9 @@ def test_cli_runs_two_clients_for_one_round_on_flower_and_leaves_no_process(
     (entry,) = data["rounds"]
     assert [c["client"] for c in entry["clients"]] == [0, 1] and entry["failures"] == []
     assert all(c["steps"] and c["num_examples"] == 2 for c in entry["clients"])
-    assert entry["global_prompt"].strip() and data["final"]["prompt"] == entry["global_prompt"]
+    assert (
+        entry["global_prompt"].strip() and data["final"]["last"]["prompt"] == entry["global_prompt"]
+    )
     assert {"forward", "feedback", "update", "evaluation"} <= data["usage"]["by_purpose"].keys()
     assert (out / "prompts" / "final.txt").exists()
     pids = json.loads((out / "flower" / "processes.json").read_text())
