@@ -122,13 +122,13 @@ async def aggregate(method: str, uploads: Sequence[Upload], ctx: AggregationCont
 
 async def _merge(uploads: Sequence[Upload], ctx: AggregationContext, principle: str) -> Aggregate:
     objective = ctx.objective
-    bodies = [objective.without_format(u.prompt) for u in uploads]
     if ctx.method == "paper":
         reply = await ctx.llm.ask(
             _paper_request(uploads, principle), purpose="aggregation", max_tokens=ctx.max_tokens
         )
         span, truncated = reply, False  # the paper's reply is the merged prompt itself
     else:
+        bodies = [objective.without_format(u.prompt) for u in uploads]
         listing = "\n\n".join(
             f"<CLIENT_PROMPT {i}>\n{body}\n</CLIENT_PROMPT {i}>" for i, body in enumerate(bodies, 1)
         )

@@ -233,7 +233,7 @@ def _fmt_value(value: Any) -> str:
 METRICS: list[tuple[str, Any, str]] = [
     ("initial test acc", lambda r: r.results["initial"]["test_accuracy"], "{:.3f}"),
     ("final test acc", lambda r: r.results["final"]["test_accuracy"], "{:.3f}"),
-    ("last-round test acc", lambda r: _last(r).get("test_accuracy"), "{:.3f}"),
+    ("last-round test acc", lambda r: last_tested(r).get("test_accuracy"), "{:.3f}"),
     ("final prompt tokens", lambda r: r.prompt_tokens_curve()[-1], "{:.0f}"),
     ("tokens used (k)", lambda r: tokens_used(r.results["usage"]) / 1000, "{:.1f}"),
     ("LLM calls", lambda r: r.results["usage"]["calls"], "{:.0f}"),
@@ -258,7 +258,7 @@ def study_metrics(study: Study) -> list[tuple[str, Any, str]]:
     return METRICS[:2] + per_task + METRICS[2:] + (UID_METRICS if study.has_uid else [])
 
 
-def _last(run: Run) -> dict:
+def last_tested(run: Run) -> dict:
     """The last round's prompt, tested (results of before the best-on-validation result: the
     final prompt was the last one)."""
     final = run.results["final"]
@@ -270,7 +270,7 @@ def _task_accuracy(task: str):
 
 
 def table(study: Study) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per setting, mean ± std over the seeds that completed."""
+    """Header and rows: one row per setting, mean ± 95% t-interval over the seeds that completed."""
     metrics = study_metrics(study)
     header = (
         [_short(k) for k in study.keys] + ["seeds", "test Δ (95% CI)"] + [m[0] for m in metrics]

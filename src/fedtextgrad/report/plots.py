@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fedtextgrad.metrics import DensityProfile
-from fedtextgrad.report.data import Run, Setting, Study
+from fedtextgrad.report.data import Run, Setting, Study, last_tested
 
 DPI = 110
 
@@ -76,10 +76,7 @@ def accuracy_vs_key(study: Study, key: str) -> Figure:
     ax = figure.add_subplot()
     for title, value in (
         ("final", lambda r: r.results["final"]["test_accuracy"]),
-        (
-            "last round",
-            lambda r: r.results["final"].get("last", r.results["final"])["test_accuracy"],
-        ),
+        ("last round", lambda r: last_tested(r)["test_accuracy"]),
     ):
         points = [(s.label[key], s.stat(value)) for s in study.settings]
         points = [(x, stat) for x, stat in points if stat is not None]

@@ -73,17 +73,15 @@ def tidy(prompt: str, echoes: Sequence[str] = ()) -> str:
     headings with nothing under them, and sentences copied from the request (`echoes`). The
     numbered items left are renumbered."""
     seen = {normalize(s) for echo in echoes for s in _SENTENCE_END.split(echo)}
-    lines: list[tuple[str, str]] = []  # (list marker or "", content)
-    for line in prompt.splitlines():
-        marker, content = _LIST_ITEM.match(line.strip()).groups(default="")
-        kept = []
-        for sentence in _SENTENCE_END.split(content):
-            key = normalize(sentence)
-            if key and key not in seen:
-                seen.add(key)
-                kept.append(sentence)
-        if kept:
-            lines.append((marker, " ".join(kept)))
+
+    def first_time(sentence: str) -> bool:
+        key = normalize(sentence)
+        new = bool(key) and key not in seen
+        seen.add(key)
+        return new
+
+    kept = _map_sentences(prompt, first_time).splitlines()
+    lines = [_LIST_ITEM.match(line).groups(default="") for line in kept if line.strip()]
     lines = [
         (marker, content)
         for i, (marker, content) in enumerate(lines)

@@ -223,8 +223,9 @@ class LocalTrainer:
 
     def _history(self, memory: Memory) -> list[tuple[str, float]]:
         """The best prompts scored so far, worst first (OPRO's order)."""
-        best = sorted(memory.scored.items(), key=lambda item: item[1])[-self.config.history :]
-        return best if self.config.history else []
+        if not self.config.history:
+            return []
+        return sorted(memory.scored.items(), key=lambda item: item[1])[-self.config.history :]
 
     # -- gate ---------------------------------------------------------------------------------
 
