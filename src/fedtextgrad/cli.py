@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.metrics.cli import uid as uid_command
+from fedtextgrad.redaction import redact
 from fedtextgrad.report.cli import report as report_command
 from fedtextgrad.stats import Paired
 from fedtextgrad.sweep import command as sweep_command
@@ -194,5 +195,5 @@ def main() -> None:
 
 def _fail(message: str, code: int) -> None:
     # Messages quote user input (paths, keys): brackets in them are text, not markup.
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False, soft_wrap=True)
     sys.exit(code)

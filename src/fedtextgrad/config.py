@@ -143,7 +143,12 @@ class PrivacyConfig(_Section):
     common_zipf: float = Field(
         4.0, ge=0, le=8, description="words this frequent in English are not example-specific"
     )
-    canaries: int = Field(0, ge=0, description="made-up secrets planted in one client's inputs")
+    canaries: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="made-up secrets in one client's inputs (canaries.MAX_CANARIES)",
+    )
     canary_client: int = Field(0, ge=0)
     instruction_defense: bool = Field(
         False, description="the update is told to write general strategies, never example content"
@@ -192,26 +197,29 @@ class ExperimentConfig(_Section):
 
 def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a TOML file (or a dict), apply `key=value` overrides, and validate."""
-    if isinstance(source, dict):
-        data = dict(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FedTextGradError(f"config file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as error:
-            raise FedTextGradError(f"{path} is not valid TOML: {error}") from None
-        except UnicodeDecodeError:
-            raise FedTextGradError(f"{path} is not a UTF-8 text file: give a TOML config") from None
-        except OSError as error:
-            raise FedTextGradError(f"cannot read {path}: {error.strerror}") from None
+    data = dict(source) if isinstance(source, dict) else read_toml(Path(source), "config")
     for override in overrides or []:
         apply_override(data, override)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise FedTextGradError(f"invalid config: {describe(error)}") from None
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file's data, or one line that says why it cannot be read (`what`: config, sweep)."""
+    if not path.is_file():
+        raise FedTextGradError(f"{what} file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise FedTextGradError(f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise FedTextGradError(f"{path} is not a UTF-8 text file: give a TOML {what}") from None
+    except RecursionError:
+        raise FedTextGradError(f"{path} nests too deeply to be a {what}") from None
+    except OSError as error:
+        raise FedTextGradError(f"cannot read {path}: {error.strerror}") from None
 
 
 def apply_override(data: dict, override: str) -> None:

@@ -23,10 +23,11 @@ engines (a model loads once; its concurrency limit spans all runs) and the respo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import re
-import tomllib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +36,12 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fedtextgrad.config import ExperimentConfig, describe, load_config
+from fedtextgrad.artifacts import write_atomic
+from fedtextgrad.config import ExperimentConfig, describe, load_config, read_toml
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.setup import Engines
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
+from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
 
 MANIFEST = "sweep.json"
 
@@ -83,6 +86,9 @@ class SweepSpec(BaseModel):
                 raise ValueError(f"grid key '{key}' needs a non-empty list of values")
         if "seed" in flat:
             raise ValueError("sweep seeds with `seeds = [...]`, not in [grid]")
+        for key, values in flat.items():
+            if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
+                raise ValueError(f"grid key '{key}' repeats a value")
         return flat
 
     @field_validator("variants", mode="before")
@@ -138,14 +144,25 @@ class Sweep:
     runs: list[SweepRun] = field(default_factory=list)
 
     def manifest(self, out_dir: Path) -> dict:
+        spec = self.spec.model_dump()
+        spec["set"] = mask_settings(spec["set"])
+        spec["grid"] = {
+            k: [MASK] * len(v) if is_secret_key(k) else v for k, v in spec["grid"].items()
+        }
+        spec["variants"] = {name: mask_settings(v) for name, v in spec["variants"].items()}
         return {
             "name": self.name,
             "question": self.spec.question,
             "sweep_file": str(self.path),
-            "spec": self.spec.model_dump(),
+            "spec": spec,
             "keys": list(self.runs[0].label) if self.runs else [],
             "runs": [
-                {"dir": r.name, "label": r.label, "seed": r.seed, "overrides": r.overrides}
+                {
+                    "dir": r.name,
+                    "label": r.label,
+                    "seed": r.seed,
+                    "overrides": mask_settings(r.overrides),
+                }
                 for r in self.runs
             ],
         }
@@ -154,12 +171,7 @@ class Sweep:
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     """Read and validate a sweep file and every run config it expands to."""
     path = Path(path)
-    if not path.is_file():
-        raise FedTextGradError(f"sweep file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise FedTextGradError(f"{path} is not valid TOML: {error}") from None
+    raw = read_toml(path, "sweep")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
@@ -169,13 +181,13 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         raise FedTextGradError(
             f"{path}: base config not found: {base_path} (base is relative to the sweep file)"
         )
-    base = tomllib.loads(base_path.read_text())
+    base = read_toml(base_path, "config")
     sweep = Sweep(spec.name or path.stem, spec, path)
     variants = spec.variants or {"": {}}
     keys = list(spec.grid)
     for variant, values in itertools.product(variants, itertools.product(*spec.grid.values())):
         point = dict(zip(keys, values, strict=True))
-        label = ({"variant": variant} if variant else {}) | point
+        label = ({"variant": variant} if variant else {}) | _shown(spec.grid, point)
         for seed in spec.seeds:
             settings = spec.set | variants[variant] | point | {"seed": seed}
             try:
@@ -183,7 +195,18 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
             except FedTextGradError as error:
                 raise FedTextGradError(f"{path}: run {_run_name(label, seed)}: {error}") from None
             sweep.runs.append(SweepRun(_run_name(label, seed), label, seed, settings, config))
+    _unique_names(sweep.runs)
     return sweep
+
+
+def _unique_names(runs: list[SweepRun]) -> None:
+    """Values that slug alike ("Be brief." and "Be, brief.") get a hash of their label added,
+    so that no two runs share a directory."""
+    counts = Counter(run.name for run in runs)
+    for run in runs:
+        if counts[run.name] > 1:
+            digest = hashlib.sha256(json.dumps(run.label, sort_keys=True).encode()).hexdigest()
+            run.name = f"{run.name}__{digest[:8]}"
 
 
 def _same(stored: dict, config: ExperimentConfig) -> bool:
@@ -207,6 +230,14 @@ def _apply(base: dict, settings: dict[str, Any]) -> dict:
     return data
 
 
+def _shown(grid: dict[str, list[Any]], point: dict[str, Any]) -> dict[str, Any]:
+    """The point as labels and run names show it: a secret value by its place in the grid."""
+    return {
+        key: f"secret-{grid[key].index(value) + 1}" if is_secret_key(key) else value
+        for key, value in point.items()
+    }
+
+
 def _slug(value: Any) -> str:
     text = "+".join(map(str, value)) if isinstance(value, list) else str(value)
     return re.sub(r"[^A-Za-z0-9.+_-]+", "-", text).strip("-") or "x"
@@ -225,7 +256,7 @@ class EnginePool:
     cache directory, so a model loads once and its concurrency limit spans all runs."""
 
     def __init__(self) -> None:
-        self._llms: dict[tuple[str, str], LLM] = {}
+        self._llms: dict[tuple[str, str, str | None], LLM] = {}
         self._caches: dict[str | None, ResponseCache] = {}
 
     def engines(self, config: ExperimentConfig) -> Engines:
@@ -236,8 +267,9 @@ class EnginePool:
                 self._caches[settings.cache_dir] = ResponseCache(settings.cache_dir)
             cache = self._caches[settings.cache_dir]
         roles = {}
+        key_value = settings.api_key.get_secret_value() if settings.api_key else None
         for role, spec in config.engines.resolved.items():
-            key = (spec, settings.model_dump_json())
+            key = (spec, settings.model_dump_json(), key_value)  # the dump masks the key
             if key not in self._llms:
                 self._llms[key] = open_engine(spec, settings, cache=cache)
             roles[role] = self._llms[key]
@@ -272,7 +304,7 @@ async def run_sweep(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).write_text(json.dumps(sweep.manifest(out_dir), indent=2) + "\n")
+    write_atomic(out_dir / MANIFEST, json.dumps(sweep.manifest(out_dir), indent=2) + "\n")
     outcome = SweepOutcome()
     slots = asyncio.Semaphore(concurrency or sweep.spec.concurrency)
     own_pool = pool is None
@@ -346,7 +378,7 @@ def command(
         elif kind == "done":
             typer.echo(f"{name}: done, test {event['test_accuracy']:.3f}", err=True)
         elif kind == "failed":
-            typer.echo(f"{name}: FAILED {event['error']}", err=True)
+            typer.echo(f"{name}: FAILED {redact(event['error'])}", err=True)
 
     outcome = asyncio.run(run_sweep(sweep, out, concurrency=jobs, on_event=show))
     typer.echo(

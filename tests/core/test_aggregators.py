@@ -11,7 +11,6 @@ from fedtextgrad.federated.aggregators import (
     Upload,
     aggregate,
     concat,
-    summarize,
 )
 from fedtextgrad.llm import scripted_engine
 from fedtextgrad.tasks import load_task
@@ -34,7 +33,7 @@ def uploads(objective: Objective) -> list[Upload]:
 def merge_with(objective: Objective, reply: str, **ctx) -> dict:
     llm = scripted_engine(lambda messages: reply)
     context = AggregationContext(objective, llm, PREVIOUS, **ctx)
-    result = asyncio.run(summarize(uploads(objective), context))
+    result = asyncio.run(aggregate("summarize", uploads(objective), context))
     return {"prompt": result.prompt, **result.info}
 
 

@@ -157,3 +157,11 @@ def test_a_huge_retry_after_is_capped_at_a_minute():
     error = TransientEngineError("rate limited (429)", retry_after=3600)
     state = SimpleNamespace(outcome=SimpleNamespace(exception=lambda: error), attempt_number=1)
     assert 60 <= _wait(state) <= 61  # the cap; the first backoff step is 1-2 s
+
+
+@pytest.mark.parametrize("fault", ["content_parts", "null_usage"])
+def test_an_odd_but_valid_reply_is_used_as_it_is(server, fault):
+    server.inject(fault)
+    llm = engine_for(server)
+    assert ask(llm) == "Let me count.\nAnswer: 3"
+    assert llm.usage.total().retries == 0 and llm.usage.total().errors == 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from fedtextgrad import FedTextGradError, load_config
 from fedtextgrad.privacy import exposed, exposure, make_canaries, plant
+from fedtextgrad.privacy.canaries import MAX_CANARIES
 from fedtextgrad.tasks import Example
 
 
@@ -41,3 +45,13 @@ def test_exposure_finds_each_part_whatever_its_form():
     assert exposure("Count every item of the asked kind.", canary) == dict.fromkeys(
         ("name", "account", "phrase"), False
     )
+
+
+def test_more_canaries_than_can_be_distinct_fail_at_once_instead_of_looping():
+    assert len(make_canaries(MAX_CANARIES, seed=3)) == MAX_CANARIES
+    with pytest.raises(FedTextGradError, match="cannot make 600 distinct canaries"):
+        make_canaries(600, seed=3)
+    with pytest.raises(
+        FedTextGradError, match="privacy.canaries: Input should be less than or equal to 256"
+    ):
+        load_config({"task": {"name": "bbh_object_counting"}, "privacy": {"canaries": 600}})

@@ -48,6 +48,17 @@ def test_command_line_overrides_reach_every_run(tmp_path):
     assert [r.name for r in sweep.runs] == ["batch_size=1__seed=0", "batch_size=2__seed=0"]
 
 
+def test_values_that_slug_alike_get_their_own_runs(tmp_path):
+    path = write(
+        tmp_path,
+        'base = "base.toml"\n[grid]\n"train.update_rules" = [["Be brief."], ["Be, brief."]]\n',
+    )
+    names = [run.name for run in load_sweep(path).runs]
+    assert len(set(names)) == 2 and all(
+        name.startswith("update_rules=Be-brief.__seed=0__") for name in names
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -61,9 +72,13 @@ def test_command_line_overrides_reach_every_run(tmp_path):
         ('base = "base.toml"\n[grid]\n"train.local_steps" = [1, 0]\n', "local_steps=0"),
         ('base = "base.toml"\n[grid]\n"train.colour" = [1]\n', "unknown key 'train.colour'"),
         ('base = "base.toml"\n[grid\n', "not valid TOML"),
+        ('base = "base.toml"\n[grid]\n"train.local_steps" = [1, 1]\n', "repeats a value"),
+        ('base = "s.toml"\n', "missing key 'task'"),
+        ('base = "binary.bin"\n', "not a UTF-8 text file"),
     ],
 )
 def test_bad_sweep_files_fail_with_one_line(tmp_path, text, message):
+    (tmp_path / "binary.bin").write_bytes(b"\xff\xfe\x00 not text")
     with pytest.raises(FedTextGradError) as caught:
         load_sweep(write(tmp_path, text))
     assert message in str(caught.value) and "\n" not in str(caught.value)

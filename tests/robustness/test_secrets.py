@@ -103,3 +103,40 @@ def test_the_api_key_appears_in_no_output(tmp_path):
     assert leaks(tmp_path / "run") == [] and leaks(tmp_path / "failed") == []
     assert leaks(tmp_path / "cache") == [] and leaks(tmp_path / "report") == []
     assert '"api_key": "**********"' in (tmp_path / "run" / "results.json").read_text()
+
+
+def test_a_sweep_over_keys_shows_none_of_them(tmp_path):
+    """Keys in a sweep's [set] and [grid], and a key an endpoint echoes inside a good reply."""
+    other = "sk-test-OTHERKEY456"
+    with FaultServer(lambda m: "Let me think.\nAnswer: 3", retry_after=0) as server:
+        server.every(3, "echo_key_reply")
+        base = tmp_path / "base.toml"
+        base.write_text(
+            config_text(server.url, tmp_path / "cache").replace(f'api_key = "{SECRET}"\n', "")
+        )
+        sweep = tmp_path / "keys.toml"
+        sweep.write_text(
+            f'base = "base.toml"\n[set]\n"llm.api_key" = "{SECRET}"\n'
+            f'[grid]\n"llm.api_key" = ["{SECRET}", "{other}"]\n'
+            '"federation.rounds" = [1]\n'
+        )
+        done = subprocess.run(
+            [CLI, "sweep", str(sweep), "--out", str(tmp_path / "sweep")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        sent = {seen.headers.get("authorization") for seen in server.requests}
+        echoed = [seen for seen in server.requests if seen.fault == "echo_key_reply"]
+    assert done.returncode == 0, done.stderr
+    assert sent == {f"Bearer {SECRET}", f"Bearer {other}"}  # each run used its own key
+    assert echoed  # replies that quoted all but the key's last character
+    assert "2 runs: 2 ran" in done.stdout
+    for mark in ("SECRET12", "OTHERKEY45"):
+        assert mark not in done.stdout + done.stderr
+        files = [*(tmp_path / "sweep").rglob("*"), *(tmp_path / "cache").rglob("*")]
+        assert [p for p in files if p.is_file() and mark.encode() in p.read_bytes()] == []
+    names = sorted(
+        p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name != "report"
+    )
+    assert names == ["api_key=secret-1__rounds=1__seed=0", "api_key=secret-2__rounds=1__seed=0"]

@@ -71,10 +71,7 @@ async def concat(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     prompts = [u.prompt.strip() for u in uploads]
     if ctx.method != "paper":
         prompts = list(dict.fromkeys(prompts))
-    joined = "\n".join(prompts)
-    if len(joined) > ctx.max_chars:
-        return _fallback(ctx, _too_long(joined, ctx))
-    return Aggregate(joined, {"merged": len(prompts)})
+    return Aggregate("\n".join(prompts), {"merged": len(prompts)})
 
 
 async def summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
@@ -116,6 +113,10 @@ async def aggregate(method: str, uploads: Sequence[Upload], ctx: AggregationCont
         result = Aggregate(uploads[0].prompt, {"note": "all uploads identical"})
     else:
         result = await AGGREGATORS[method](uploads, ctx)
+    if len(result.prompt) > ctx.max_chars:  # refused, not cut: a cut prompt loses rules silently
+        result = _fallback(
+            ctx, f"merged prompt too long ({len(result.prompt)} > {ctx.max_chars} characters)"
+        )
     result.info["method"] = method
     return result
 
@@ -140,10 +141,7 @@ async def _merge(uploads: Sequence[Upload], ctx: AggregationContext, principle: 
     merged = repairs.tidy(objective.without_format(span)) if span else ""
     if not merged:
         return _fallback(ctx, "malformed merge reply")
-    prompt = f"{merged}\n{objective.answer_format}"
-    if len(prompt) > ctx.max_chars:  # refused rather than cut: a cut prompt loses rules silently
-        return _fallback(ctx, _too_long(prompt, ctx))
-    return Aggregate(prompt, {"merged": len(uploads)})
+    return Aggregate(f"{merged}\n{objective.answer_format}", {"merged": len(uploads)})
 
 
 def _paper_request(uploads: Sequence[Upload], principle: str) -> str:
@@ -151,10 +149,6 @@ def _paper_request(uploads: Sequence[Upload], principle: str) -> str:
     listing = "\n".join(f"{i}. {u.prompt}" for i, u in enumerate(uploads, 1))
     request = paper.SUMMARIZE.format(prompts=listing)
     return f"{request}\n\n{paper.UID_SENTENCE}" if principle else request
-
-
-def _too_long(prompt: str, ctx: AggregationContext) -> str:
-    return f"merged prompt too long ({len(prompt)} > {ctx.max_chars} characters)"
 
 
 def _fallback(ctx: AggregationContext, why: str, *, truncated: bool = False) -> Aggregate:

@@ -53,6 +53,10 @@ class Server:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self, *, resume: bool = False) -> dict:
+        with self.store.owned():
+            return await self._run(resume)
+
+    async def _run(self, resume: bool) -> dict:
         started = time.perf_counter()
         results = self._start_or_resume(resume)
         if results["status"] == "complete":
@@ -112,6 +116,8 @@ class Server:
             defense = Defense(self.config.defense, self.data.objective, self._defense_score)
             uploads = await defense.screen([u.upload for u in updates], prompt)
             merged = await aggregate(fed.aggregation, uploads, self._aggregation_context(prompt))
+            if not defense.screen_aggregate(merged.prompt, prompt):
+                merged.prompt = prompt
             val = await self.evaluate(merged.prompt, self.data.val)
             if not await defense.accepts(merged.prompt, val, prompt):  # keep the old prompt
                 merged.prompt, val = prompt, await defense.score(prompt)
@@ -265,12 +271,14 @@ class Server:
     def _start_or_resume(self, resume: bool) -> dict:
         config = self.config.public_dict()
         results = self.store.load()
+        fingerprint = self.data.fingerprint()
         if results is None:
             self._emit("start", config=config)
             return {
                 "schema_version": SCHEMA_VERSION,
                 "status": "running",
                 "config": config,
+                "data_fingerprint": fingerprint,
                 "rounds": [],
                 "usage": Usage().to_dict(),
                 "wall_seconds": 0.0,
@@ -283,6 +291,11 @@ class Server:
             raise FedTextGradError(
                 f"the config differs from the run in {self.store.dir}: resume with the same config, "
                 "or use another --out"
+            )
+        if results.get("data_fingerprint", fingerprint) != fingerprint:
+            raise FedTextGradError(
+                f"the task data changed since the run in {self.store.dir} started (a task file "
+                "or data directory differs): restore it, or start a new run with another --out"
             )
         self._emit("resume", completed_rounds=len(results["rounds"]), status=results["status"])
         return results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -20,6 +22,15 @@ class FederatedData:
     test: list[Example]
     client_train: list[list[Example]]
     client_val: list[list[Example]]  # for the clients' validation gate
+
+    def fingerprint(self) -> str:
+        """A digest of every party's examples and of the tasks' prompts: a resumed run checks
+        that its data is the data the run started with."""
+        parts = [self.val, self.test, *self.client_train, *self.client_val]
+        examples = [[[ex.task, ex.input, ex.target] for ex in part] for part in parts]
+        tasks = [[t.name, t.initial_prompt, t.answer_format] for t in self.objective.tasks.values()]
+        blob = json.dumps([tasks, examples], ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def prepare_data(config: ExperimentConfig) -> FederatedData:

@@ -1,36 +1,60 @@
 """A run directory: results.json (rewritten atomically after every round: it is also the
-checkpoint), events.jsonl (appended as things happen) and prompts/ as text files."""
+checkpoint), events.jsonl (appended as things happen) and prompts/ as text files. One process
+at a time owns it (run.lock), and a run never overwrites files that are not a run's."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from fedtextgrad.artifacts import append_line, write_atomic
 from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.redaction import redact_data
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write-then-rename: a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+LOCK = "run.lock"
+# What a run writes into its directory besides results.json and events.jsonl (and flower/, the
+# deployment of `--runtime flower`, made before the run owns the directory).
+OUTPUTS = ("prompts", "report.md", "accuracy.png")
 
 
 class RunStore:
     def __init__(self, out_dir: str | Path):
         self.dir = Path(out_dir)
         self.results_path = self.dir / "results.json"
+
+    @contextmanager
+    def owned(self) -> Iterator[None]:
+        """Hold the directory for one run: a second process (or run) on it is refused in one
+        line. The lock is the kernel's (flock): it goes with the process, even a killed one."""
+        ours = self.results_path.exists() or (self.dir / "events.jsonl").exists()
+        clashes = [name for name in OUTPUTS if (self.dir / name).exists()]
+        if clashes and not ours:  # a run would overwrite someone's files
+            raise FedTextGradError(
+                f"{self.dir} holds {', '.join(clashes)} but no run: give --out a new or empty "
+                "directory"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise FedTextGradError(
+                f"{self.dir} is in use by another run{f' (pid {holder})' if holder else ''}: "
+                "wait for it to finish, or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            os.close(fd)  # releases the lock; the file stays (removing it would race)
 
     def load(self) -> dict | None:
         if not self.results_path.exists():
@@ -49,8 +73,6 @@ class RunStore:
         write_atomic(self.dir / "prompts" / f"{name}.txt", text + "\n")
 
     def event(self, event: str, **data: object) -> dict:
-        record = {"time": round(time.time(), 3), "event": event, **data}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with (self.dir / "events.jsonl").open("a") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        record = redact_data({"time": round(time.time(), 3), "event": event, **data})
+        append_line(self.dir / "events.jsonl", json.dumps(record, ensure_ascii=False))
         return record

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.redaction import redact
 
 cli = typer.Typer(
     help="FedTextGrad on a Flower deployment.",
@@ -62,7 +63,7 @@ def run() -> None:
     try:
         cli()
     except FedTextGradError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -41,7 +41,7 @@ def serve(grid: Grid, context: Context) -> None:
             if isinstance(error, FedTextGradError)
             else f"{type(error).__name__}: {error}"
         )
-        store.event("error", message=text)
+        store.event("error", error=text)
         raise
 
 

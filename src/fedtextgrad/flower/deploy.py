@@ -212,6 +212,8 @@ async def run_local(
     """Run (or resume) an experiment on a local Flower deployment; returns results.json."""
     out = Path(out_dir).resolve()
     store = RunStore(out)
+    with store.owned():  # refuse now, in one line, if another run holds the directory
+        pass  # (the ServerApp's process holds it during the run)
     events = EventTail(out / "events.jsonl")
     deployment = LocalDeployment(out / "flower", config.federation.clients, config.llm.threads)
     error = None
@@ -224,7 +226,7 @@ async def run_local(
             finished = run.poll() is not None
             for event in events.read():
                 if event["event"] == "error":
-                    error = event["message"]
+                    error = str(event.get("error", "the server failed: see events.jsonl"))
                 if on_event:
                     on_event(event)
             if finished:

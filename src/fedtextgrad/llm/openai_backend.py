@@ -15,6 +15,7 @@ from fedtextgrad.llm.base import (
     TokenLogprob,
     TransientEngineError,
 )
+from fedtextgrad.redaction import redact, register
 
 
 class OpenAIBackend:
@@ -25,7 +26,7 @@ class OpenAIBackend:
             base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
         )
         self.identity = f"openai:{model}@{self.client.base_url}"
-        self._secret = api_key  # never echoed: error messages are scrubbed of it
+        register(api_key)  # never echoed: replies and error messages are redacted of it
 
     async def chat(
         self,
@@ -39,7 +40,7 @@ class OpenAIBackend:
         extra: dict = {"seed": seed} if seed is not None else {}
         if frequency_penalty:
             extra["frequency_penalty"] = frequency_penalty
-        with _translated_errors(self.identity, self._secret):
+        with _translated_errors(self.identity):
             reply = await self.client.chat.completions.create(
                 model=self.model,
                 messages=messages,
@@ -53,15 +54,15 @@ class OpenAIBackend:
         choice = reply.choices[0]
         usage = reply.usage
         return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            text=redact(_text(getattr(choice.message, "content", None))),
+            prompt_tokens=_count(usage, "prompt_tokens"),
+            completion_tokens=_count(usage, "completion_tokens"),
             finish_reason=choice.finish_reason or "stop",
         )
 
     async def prompt_logprobs(self, text: str) -> list[TokenLogprob]:
         """vLLM-style prompt log-probs: a completion that echoes the prompt and generates nothing."""
-        with _translated_errors(self.identity, self._secret):
+        with _translated_errors(self.identity):
             try:
                 reply = await self.client.completions.create(
                     model=self.model, prompt=text, echo=True, logprobs=1, max_tokens=0
@@ -85,22 +86,38 @@ class OpenAIBackend:
         await self.client.close()
 
 
+def _text(content: object) -> str:
+    """A message's content: a string, or (some servers) a list of parts with text in them."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (part.get("text") if isinstance(part, dict) else part for part in content)
+        return "".join(part for part in parts if isinstance(part, str))
+    return ""
+
+
+def _count(usage: object, name: str) -> int:
+    """A usage count; servers send null, negative or missing ones."""
+    value = getattr(usage, name, None)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
 @contextmanager
-def _translated_errors(identity: str, secret: str | None = None) -> Iterator[None]:
-    """Map the SDK's exceptions to ours: transient ones are retried, the rest explain themselves."""
+def _translated_errors(identity: str) -> Iterator[None]:
+    """Map the SDK's exceptions to ours: transient ones are retried, the rest explain themselves.
+    Some endpoints echo the key they rejected: messages are redacted of it."""
     try:
         yield
     except openai.OpenAIError as error:
-        raise _scrub(translate(error, identity), secret) from None
+        translated = translate(error, identity)
+        translated.args = (redact(str(translated)),)
+        raise translated from None
     except json.JSONDecodeError as error:  # a 200 whose body is cut short or not JSON at all
         raise TransientEngineError(f"the endpoint returned invalid JSON ({error.msg})") from None
 
 
-def _scrub(error: EngineError, secret: str | None) -> EngineError:
-    """Some endpoints echo the key they rejected: keep it out of messages, logs and results."""
-    if secret and len(secret) >= 8 and secret in str(error):
-        error.args = (str(error).replace(secret, "***"),)
-    return error
+# Request timeout, conflict, too early: the same request may well succeed when sent again.
+_TRANSIENT_STATUS = {408, 409, 425}
 
 
 def translate(error: openai.OpenAIError, identity: str) -> EngineError:
@@ -132,6 +149,8 @@ def translate(error: openai.OpenAIError, identity: str) -> EngineError:
                 "shorten it or raise llm.n_ctx"
             )
         return EngineError(f"{identity}: the request was rejected: {message}")
+    if isinstance(error, openai.APIStatusError) and error.status_code in _TRANSIENT_STATUS:
+        return TransientEngineError(f"HTTP {error.status_code}", _retry_after(error))
     if isinstance(error, openai.APIStatusError) and error.status_code >= 500:
         return TransientEngineError(f"server error {error.status_code}")
     if isinstance(error, openai.APIStatusError):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from fedtextgrad.redaction import register
 
 
 class LLMSettings(BaseModel):
@@ -21,3 +25,13 @@ class LLMSettings(BaseModel):
     n_ctx: int = Field(4096, ge=256, description="local engine: context tokens per sequence")
     threads: int | None = Field(None, ge=1, description="local engine: CPU threads")
     temperature: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> LLMSettings:
+        """The key, and a password written into the URL (https://user:key@host), are redacted
+        from everything written (fedtextgrad.redaction)."""
+        if self.api_key is not None:
+            register(self.api_key.get_secret_value())
+        if self.base_url:
+            register(urlsplit(self.base_url).password)
+        return self

@@ -23,6 +23,7 @@ _NOUNS = ("otter", "lantern", "walrus", "orchid", "harbor", "compass", "falcon",
 _VERBS = ("juggles", "whispers", "polishes", "guards", "paints", "counts", "hides", "follows")
 _OBJECTS = ("teacups", "anchors", "riddles", "pebbles", "violets", "kettles", "ribbons", "maps")
 _PHRASE_WINDOW = 3  # this many consecutive passphrase words count as an exposure
+MAX_CANARIES = 256  # distinct phrase windows run out near 500 (8 words in each of 4 places)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ def make_canaries(count: int, seed: int | str, client: int = 0) -> list[Canary]:
     rng = random.Random(f"{seed}/canaries")
     canaries: list[Canary] = []
     seen: set = set()  # no two canaries share a name word, an account or a phrase window
-    while len(canaries) < count:
+    for _ in range(1000 * max(count, 1)):  # the phrase space is finite: never loop forever
+        if len(canaries) == count:
+            break
         name = f"{_made_up_word(rng)} {_made_up_word(rng)}"
         account = "-".join(f"{rng.randrange(10_000):04d}" for _ in range(3))
         phrase = " ".join(rng.choice(words) for words in (_ADJECTIVES, _NOUNS, _VERBS, _OBJECTS))
@@ -56,6 +59,10 @@ def make_canaries(count: int, seed: int | str, client: int = 0) -> list[Canary]:
             continue
         seen |= marks
         canaries.append(Canary(len(canaries), name, account, phrase, client))
+    if len(canaries) < count:
+        raise FedTextGradError(
+            f"cannot make {count} distinct canaries (at most {MAX_CANARIES}): plant fewer"
+        )
     return canaries
 
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedtextgrad.artifacts import write_atomic
 from fedtextgrad.report import plots
 from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table, tokens_used
 from fedtextgrad.stats import Paired
@@ -27,11 +28,10 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reports = [_study_report(study, out_dir) for study in load_studies(paths)]
-    (out_dir / "report.md").write_text(_markdown(reports))
-    (out_dir / "summary.json").write_text(
-        json.dumps([summary(r.study) for r in reports], indent=2, ensure_ascii=False) + "\n"
-    )
-    (out_dir / "index.html").write_text(_html(reports))
+    summaries = json.dumps([summary(r.study) for r in reports], indent=2, ensure_ascii=False)
+    write_atomic(out_dir / "report.md", _markdown(reports))
+    write_atomic(out_dir / "summary.json", summaries + "\n")
+    write_atomic(out_dir / "index.html", _html(reports))
     return out_dir
 
 
@@ -202,7 +202,7 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
     lines += [markdown_table(header, rows), "", "![accuracy by round](accuracy.png)", ""]
     lines += ["## Final prompt", "", "```text", final["prompt"], "```", ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    write_atomic(path, "\n".join(lines))
     return path
 
 

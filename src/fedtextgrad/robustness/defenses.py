@@ -54,7 +54,7 @@ class Defense:
         self._score = score
         self._scores: dict[str, asyncio.Task[dict]] = {}
         self.record: dict = {"enabled": config.enabled}
-        self._too_long: set[int] = set()
+        self._too_long: set[int | str] = set()
 
     async def score(self, prompt: str) -> dict:
         if prompt not in self._scores:
@@ -68,9 +68,11 @@ class Defense:
         if not self.config.enabled:
             return list(uploads)
         verdicts: dict[int, dict] = {u.client: {"client": u.client} for u in uploads}
-        kept = [u for u in uploads if self._passes_limits(u, global_prompt, verdicts[u.client])]
+        kept = [
+            u for u in uploads if self._passes_limits(u.prompt, global_prompt, verdicts[u.client])
+        ]
         if self.config.injection_screen:
-            kept = [u for u in kept if self._passes_injection(u, verdicts[u.client])]
+            kept = [u for u in kept if self._passes_injection(u.prompt, verdicts[u.client])]
         if self.config.outlier_mads is not None:
             kept = self._drop_outliers(kept, verdicts)
         if self.config.validation_margin is not None and kept:
@@ -81,14 +83,13 @@ class Defense:
         self.record["rejected"] = [c for c, v in verdicts.items() if v["verdict"] != "accepted"]
         return kept
 
-    def _passes_limits(self, upload: Upload, global_prompt: str, verdict: dict) -> bool:
-        text = upload.prompt
+    def _passes_limits(self, text: str, global_prompt: str, verdict: dict) -> bool:
         limit = max(self.config.max_upload_chars, len(global_prompt))
         verdict["chars"] = len(text)
         if not text.strip():
             return _reject(verdict, "empty upload")
         if len(text) > limit:
-            self._too_long.add(upload.client)
+            self._too_long.add(verdict["client"])
             return _reject(verdict, f"too long ({len(text)} > {limit} characters)")
         hidden = sorted({c for c in text if _invisible(c)})
         if hidden:
@@ -98,8 +99,8 @@ class Defense:
             return _reject(verdict, "dropped the answer-format instruction")
         return True
 
-    def _passes_injection(self, upload: Upload, verdict: dict) -> bool:
-        found = injected_instruction(upload.prompt)
+    def _passes_injection(self, text: str, verdict: dict) -> bool:
+        found = injected_instruction(text)
         return _reject(verdict, f"instruction override: '{found}'") if found else True
 
     def _drop_outliers(self, uploads: list[Upload], verdicts: dict[int, dict]) -> list[Upload]:
@@ -144,6 +145,20 @@ class Defense:
             else:
                 kept.append(upload)
         return kept
+
+    def screen_aggregate(self, aggregate: str, previous: str) -> bool:
+        """The aggregator is an LLM too, and can be wrong or compromised: its merge passes the
+        uploads' screens (limits, hidden characters, format, injection) before it may replace
+        the global prompt."""
+        if not self.config.enabled or aggregate == previous:
+            return True
+        verdict: dict = {"client": "aggregator"}
+        passed = self._passes_limits(aggregate, previous, verdict) and (
+            not self.config.injection_screen or self._passes_injection(aggregate, verdict)
+        )
+        if not passed:
+            self.record["aggregate"] = {**verdict, "prompt": _preview(aggregate)}
+        return passed
 
     # -- acceptance ---------------------------------------------------------------------------
 

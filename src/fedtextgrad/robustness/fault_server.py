@@ -33,6 +33,8 @@ _ERRORS = {  # fault -> (status, OpenAI-style error body)
     "quota": (429, "insufficient_quota", "You exceeded your current quota", "insufficient_quota"),
     "401": (401, "invalid_request_error", "Incorrect API key provided", "invalid_api_key"),
     "404": (404, "invalid_request_error", "The model does not exist", "model_not_found"),
+    "408": (408, "timeout", "request timeout", None),
+    "409": (409, "conflict", "a concurrent request is being processed", None),
     "400_context": (
         400,
         "invalid_request_error",
@@ -43,8 +45,11 @@ _ERRORS = {  # fault -> (status, OpenAI-style error body)
 # Faults that break the transport or the reply itself rather than answering with an error status.
 _BROKEN = ("reset", "hang", "truncated", "invalid_json", "html", "empty_body", "empty_reply")
 _BROKEN += ("no_choices", "echo_key")  # echo_key: a 400 that quotes the caller's API key
-FAULTS = (*_ERRORS, *_BROKEN)
-TRANSIENT = ("500", "502", "503", "429", "reset", "hang", "truncated", "invalid_json", "html")
+# Replies that are odd but valid: the reply is used as it is.
+ODD = ("content_parts", "null_usage", "echo_key_reply")
+FAULTS = (*_ERRORS, *_BROKEN, *ODD)
+TRANSIENT = ("500", "502", "503", "429", "408", "409", "reset", "hang", "truncated")
+TRANSIENT += ("invalid_json", "html")
 TRANSIENT += ("empty_body", "empty_reply", "no_choices")
 PERMANENT = ("401", "404", "400_context", "quota", "echo_key")
 
@@ -199,6 +204,13 @@ class _Handler(BaseHTTPRequestHandler):
         reply = _completion(body, text)
         if fault == "no_choices":
             reply["choices"] = []
+        elif fault == "content_parts":  # as some gateways send multimodal-style content
+            reply["choices"][0]["message"]["content"] = [{"type": "text", "text": text}]
+        elif fault == "null_usage":
+            reply["usage"] = {"prompt_tokens": None, "completion_tokens": None}
+        elif fault == "echo_key_reply":  # a compromised or careless endpoint quoting the key
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            reply["choices"][0]["message"]["content"] = f"{text}\n(debug: key {key[:-1]})"
         payload = json.dumps(reply).encode()
         if fault == "truncated":
             payload = payload[: len(payload) // 2]

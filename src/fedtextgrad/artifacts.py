@@ -1,0 +1,32 @@
+"""Every file a run, a sweep or a report writes goes through here: redacted of secrets
+(fedtextgrad.redaction), and written so that a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from fedtextgrad.redaction import redact
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write-then-rename: a crash leaves either the old file or the new one, never half of one."""
+    text = redact(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(redact(line) + "\n")
