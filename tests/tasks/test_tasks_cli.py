@@ -14,19 +14,21 @@ def test_list_without_data() -> None:
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert [line.split("\t")[0] for line in lines] == [
+    assert [line.split("\t")[0] for line in lines[:4]] == [
         "bbh_object_counting",
         "bbh_multistep_arithmetic_two",
         "bbh_word_sorting",
         "gsm8k",
     ]
     assert "generator" in lines[0] and "unavailable" in lines[3]
+    assert lines[4] == "ii_antonyms\tpackaged" and len(lines) == 4 + 19
 
 
 def test_list_with_data(data_dir: Path) -> None:
     result = runner.invoke(app, ["list", "--data-dir", str(data_dir)])
     assert result.exit_code == 0
-    assert all("file" in line and str(data_dir) in line for line in result.output.splitlines())
+    lines = [line for line in result.output.splitlines() if not line.startswith("ii_")]
+    assert all("file" in line and str(data_dir) in line for line in lines)
 
 
 def test_sample_prints_json_lines(data_dir: Path) -> None:

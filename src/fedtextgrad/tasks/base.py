@@ -23,6 +23,12 @@ NUMBER_PROMPT = _REASONING + NUMBER_FORMAT  # TextGrad's prompt for BBH and GSM8
 WORDS_PROMPT = _REASONING + WORDS_FORMAT
 TEXT_PROMPT = "You will answer a question. Think step by step. " + TEXT_FORMAT
 
+# Instruction induction: the initial prompt must not give the task away (finding it is the
+# optimizer's job). No "$VALUE" placeholder: small models answer it literally ("$1").
+SHORT_ROLE = "system prompt to a language model that answers short questions"
+SHORT_FORMAT = "Give only your final answer, on one line that starts with 'Answer:'."
+SHORT_PROMPT = "Respond to the input. " + SHORT_FORMAT
+
 
 @dataclass(frozen=True)
 class Example:
@@ -41,7 +47,7 @@ class Task:
     train: tuple[Example, ...]
     val: tuple[Example, ...]
     test: tuple[Example, ...]
-    answer_type: str = "number"  # "number", "words" or "text": how answers are parsed
+    answer_type: str = "number"  # one of scoring.ANSWER_TYPES: how answers are parsed
     source: str = ""  # where the examples came from: a file path or the generator and its seed
 
     def __post_init__(self) -> None:
@@ -55,7 +61,8 @@ class Task:
         return scoring.extract(self.answer_type, response)
 
     def score(self, response: str, target: str) -> float:
-        """1.0 if the response's final answer matches the target, else 0.0."""
+        """1.0 if the response's final answer matches the target, else 0.0 (for "f1": the
+        token overlap, a fraction)."""
         return scoring.score(self.answer_type, response, target)
 
 
@@ -98,6 +105,7 @@ def build_task(
     answer_type: str,
     source: str,
     sizes: tuple[int | None, int | None, int | None] = (None, None, None),
+    role: str = ROLE,
 ) -> Task:
     """Truncate each split to its size (first n) and refuse empty splits."""
     parts = []
@@ -116,7 +124,7 @@ def build_task(
         name=name,
         initial_prompt=prompt,
         answer_format=answer_format,
-        role=ROLE,
+        role=role,
         train=train,
         val=val,
         test=test,

@@ -1,17 +1,18 @@
-"""Task names -> loaders: the three BBH tasks, GSM8K (two splits), or a path to a user file."""
+"""Task names -> loaders: the three BBH tasks, GSM8K (two splits), the 19 packaged
+instruction-induction tasks (`ii_*`), or a path to a user file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fedtextgrad.errors import FedTextGradError
-from fedtextgrad.tasks import bbh, custom, gsm8k
+from fedtextgrad.tasks import bbh, custom, gsm8k, instruction_induction
 from fedtextgrad.tasks.base import DATA_ENV, Example, Task, draw, resolve_data_dir
 
 
 def list_tasks() -> list[str]:
     """The built-in task names."""
-    return [*bbh.BBH_TASKS, *gsm8k.NAMES]
+    return [*bbh.BBH_TASKS, *gsm8k.NAMES, *instruction_induction.NAMES]
 
 
 def _custom_path(name: str | Path) -> Path:
@@ -39,13 +40,16 @@ def load_task(
     """A task with its train/val/test splits, each cut to its first *_size examples.
 
     Real files come from data_dir or $FEDTEXTGRAD_DATA; a BBH task whose file is absent is
-    generated (seeded by data_seed, which real files ignore: their splits are fixed).
+    generated (seeded by data_seed, which real files ignore: their splits are fixed). The
+    `ii_*` tasks ship with the package; data_seed draws their train and validation examples.
     """
     sizes = (train_size, val_size, test_size)
     if name in bbh.BBH_TASKS:
         return bbh.load(name, resolve_data_dir(data_dir), data_seed, sizes)
     if name in gsm8k.NAMES:
         return gsm8k.load(resolve_data_dir(data_dir), sizes, name)
+    if name in instruction_induction.NAMES:
+        return instruction_induction.load(name, data_seed, sizes)
     return custom.load(_custom_path(name), sizes)
 
 
@@ -59,6 +63,8 @@ def sample_examples(
         return bbh.sample(name, n, seed, resolve_data_dir(data_dir))
     if name in gsm8k.NAMES:
         return gsm8k.sample(n, seed, resolve_data_dir(data_dir), name)
+    if name in instruction_induction.NAMES:
+        return instruction_induction.sample(name, n, seed)
     path = _custom_path(name)
     return draw(custom.read_examples(path, path.stem), n, seed, str(path))
 
@@ -76,4 +82,6 @@ def data_status(data_dir: str | Path | None = None) -> dict[str, str]:
         if files
         else f"no files: unavailable until {DATA_ENV} is set"
     )
+    for name in instruction_induction.NAMES:
+        status[name] = "packaged"
     return status

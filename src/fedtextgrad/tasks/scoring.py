@@ -1,8 +1,9 @@
-"""Answer extraction and exact-match scoring.
+"""Answer extraction and scoring.
 
-Three answer types: "number" (BBH counting/arithmetic, GSM8K), "words" (word sorting) and
-"text" (custom tasks). Unlike TextGrad's parser, minus signs are kept, "1,234" is 1234,
-"12.0" equals "12", and a response with no answer scores 0 (it is never read as 0).
+Answer types: "number" (BBH counting/arithmetic, GSM8K), "words" (word sorting), "text"
+(custom tasks), and the instruction-induction benchmark's "exact", "f1", "word_set" and
+"contains" (see `score_benchmark`). Unlike TextGrad's parser, minus signs are kept, "1,234" is
+1234, "12.0" equals "12", and a response with no answer scores 0 (it is never read as 0).
 On an "Answer:" line the first number is the answer ("12 = 3 x 4" is 12), unless the line is
 a calculation ("5 + 3 = 8" is 8).
 """
@@ -10,9 +11,12 @@ a calculation ("5 + 3 = 8" is 8).
 from __future__ import annotations
 
 import re
+import string
+from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
-ANSWER_TYPES = ("number", "words", "text")
+ANSWER_SEP = "\n"  # a target with several acceptable answers holds one per line
 
 # "Answer:", "**Answer:**", "*Answer*:", "Final answer:" ... the last one wins.
 _ANSWER_MARK = re.compile(r"\banswer\b[*_`\s]*[:：]", re.IGNORECASE)
@@ -160,6 +164,60 @@ def extract_text(response: str) -> str | None:
     return normalize_text(_final_line(response)) or None
 
 
+# --- instruction induction: the benchmark's normalization and metrics -------------------------
+
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_benchmark(text: str) -> str:
+    """The benchmark's normalization: ' and ' and 'Sentence 1:'/'Sentence 2:' dropped, first
+    line, up to the first '.', lowercase, '-' -> ' ', no punctuation, single spaces."""
+    text = text.replace(" and ", " ").replace("Sentence 1:", " ").replace("Sentence 2:", " ")
+    text = text.strip().split("\n")[0].split(".")[0].lower().replace("-", " ")
+    return " ".join(text.translate(_PUNCTUATION).split())
+
+
+def extract_benchmark(response: str) -> str | None:
+    """The text after the last 'Answer:' marker, else the first non-empty line; normalized."""
+    segment = answer_segment(response)
+    if segment is None:
+        segment = next((line for line in response.split("\n") if line.strip()), "")
+    return normalize_benchmark(segment) or None
+
+
+def _token_f1(predicted: str, answer: str) -> float:
+    common = sum((Counter(predicted.split()) & Counter(answer.split())).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted.split()), common / len(answer.split())
+    return 2 * precision * recall / (precision + recall)
+
+
+def _contains(predicted: str, answer: str) -> float:
+    # Whole words only: "process" is not in "processing".
+    return float(bool(answer) and re.search(rf"\b{re.escape(answer)}\b", predicted) is not None)
+
+
+# Each compares a normalized prediction with one normalized acceptable answer.
+_BENCHMARK_METRICS: dict[str, Callable[[str, str], float]] = {
+    "exact": lambda predicted, answer: float(predicted == answer),
+    "f1": _token_f1,
+    "word_set": lambda predicted, answer: float(set(predicted.split()) == set(answer.split())),
+    "contains": _contains,
+}
+ANSWER_TYPES = ("number", "words", "text", *_BENCHMARK_METRICS)
+
+
+def score_benchmark(answer_type: str, response: str, target: str) -> float:
+    """The best score over the target's acceptable answers (one per line); 0.0 if no answer."""
+    predicted = extract_benchmark(response)
+    if predicted is None:
+        return 0.0
+    metric = _BENCHMARK_METRICS[answer_type]
+    answers = [normalize_benchmark(answer) for answer in target.split(ANSWER_SEP)]
+    return max(metric(predicted, answer) for answer in answers)
+
+
 def extract(answer_type: str, response: str) -> str | None:
     """Dispatch on the task's answer type."""
     if answer_type == "number":
@@ -168,11 +226,15 @@ def extract(answer_type: str, response: str) -> str | None:
         return extract_words(response)
     if answer_type == "text":
         return extract_text(response)
+    if answer_type in _BENCHMARK_METRICS:
+        return extract_benchmark(response)
     raise ValueError(f"unknown answer type {answer_type!r}")
 
 
 def score(answer_type: str, response: str, target: str) -> float:
-    """1.0 if the response's final answer matches the target, else 0.0."""
+    """1.0 if the response's final answer matches the target, else 0.0 ("f1": a fraction)."""
+    if answer_type in _BENCHMARK_METRICS:
+        return score_benchmark(answer_type, response, target)
     target_number = canonical_number(target)
     if answer_type == "number" or (answer_type == "text" and target_number is not None):
         predicted = extract_number(response)
