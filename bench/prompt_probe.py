@@ -1,11 +1,21 @@
-"""Score hand-written prompts against a config's initial prompt on its validation examples: is
-there any room for an optimizer to find? (docs/reproduction.md: for the 1.5B model on object
-counting, every prompt we wrote did worse than "Think step by step.")
+"""Is there room for an optimizer to find? Score prompts and compare.
+
+A config's initial prompt against hand-written ones, on its validation examples
+(docs/reproduction.md: for the 1.5B model on object counting, every prompt we wrote did worse
+than "Think step by step."):
 
     FEDTEXTGRAD_DATA=../shared/data .venv/bin/python bench/prompt_probe.py \\
         configs/centralized/object_counting.toml bench/prompts/object_counting/*.txt --examples 20
 
 Each prompt file holds a system prompt without the answer-format sentence, which is appended.
+
+Instruction induction (`--ii`): for every ii_* task and model, the neutral initial prompt against
+the benchmark's first human instruction, on the test examples, with Wilson 95% intervals (token
+F1 tasks: a bootstrap interval) and the cost. Results are written after each task, and tasks
+already in the output file are skipped, so an interrupted probe resumes:
+
+    .venv/bin/python bench/prompt_probe.py --ii --models local:qwen2.5-coder-0.5b --examples 100
+
 Calls go through the response cache, so prompts already scored cost nothing.
 """
 
@@ -13,13 +23,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from benchlib import RESULTS_DIR, machine, write_json
+from scipy import stats
 
 from fedtextgrad import load_config
 from fedtextgrad.federated import Engines, prepare_data
-from fedtextgrad.textgrad import accuracy, evaluate
+from fedtextgrad.llm import LLMSettings, open_engine
+from fedtextgrad.tasks import instruction_induction, load_task
+from fedtextgrad.tasks.scoring import answer_segment
+from fedtextgrad.textgrad import Objective, accuracy, evaluate
+
+II_MODELS = ["local:qwen2.5-coder-0.5b", "local:qwen2.5-coder-1.5b"]
+HEADROOM = 0.20  # a task has room for an optimizer when the human instruction gains this much
 
 
 async def probe(config_path: Path, prompt_files: list[Path], examples: int, sets: list[str]):
@@ -51,14 +72,102 @@ async def probe(config_path: Path, prompt_files: list[Path], examples: int, sets
     }
 
 
+def interval(scores: list[float]) -> tuple[float, float]:
+    """95%: Wilson's for right/wrong scores, a percentile bootstrap for fractional ones (F1)."""
+    if all(s in (0.0, 1.0) for s in scores):
+        ci = stats.binomtest(int(sum(scores)), len(scores)).proportion_ci(method="wilson")
+        return ci.low, ci.high
+    if len(set(scores)) == 1:
+        return scores[0], scores[0]
+    boot = stats.bootstrap((np.array(scores),), np.mean, method="percentile", random_state=0)
+    return boot.confidence_interval.low, boot.confidence_interval.high
+
+
+async def score_prompt(llm, prompt: str, task, max_tokens: int) -> dict:
+    before, started = llm.usage.total(), time.perf_counter()
+    attempts = await evaluate(llm, prompt, task.test, Objective.of(task), max_tokens=max_tokens)
+    after, scores = llm.usage.total(), [a.score for a in attempts]
+    low, high = interval(scores)
+    return {
+        "accuracy": round(accuracy(attempts), 4),
+        "ci95": [round(low, 4), round(high, 4)],
+        "answer_lines": sum(answer_segment(a.response) is not None for a in attempts),
+        "calls": after.calls - before.calls,
+        "cache_hits": after.cache_hits - before.cache_hits,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+async def probe_ii(args: argparse.Namespace) -> None:
+    """Neutral prompt vs the first human instruction, per model and task; resumable."""
+    done = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results: dict[str, dict] = done.get("results", {})
+    settings = LLMSettings(n_parallel=4, n_ctx=1024, threads=args.threads)
+    for model in args.models:
+        llm = open_engine(model, settings)
+        try:
+            for name in args.tasks or instruction_induction.NAMES:
+                key = f"{model} {name}"
+                if key in results:
+                    continue
+                task = load_task(name, test_size=args.examples)
+                if args.format:  # measure another format sentence
+                    body = task.initial_prompt.removesuffix(task.answer_format)
+                    task = replace(
+                        task, initial_prompt=body + args.format, answer_format=args.format
+                    )
+                human = f"{instruction_induction.instructions(name)[0]} {task.answer_format}"
+                entry = {"model": model, "task": name, "examples": len(task.test)}
+                for label, prompt in (("neutral", task.initial_prompt), ("human", human)):
+                    entry[label] = await score_prompt(llm, prompt, task, args.max_tokens)
+                gain = entry["human"]["accuracy"] - entry["neutral"]["accuracy"]
+                entry["headroom"] = gain >= HEADROOM
+                results[key] = entry
+                print(
+                    f"{model} {name}: neutral {entry['neutral']['accuracy']:.2f} "
+                    f"human {entry['human']['accuracy']:.2f}",
+                    flush=True,
+                )
+                write_json(args.out, ii_record(args, results))
+        finally:
+            await llm.aclose()
+
+
+def ii_record(args: argparse.Namespace, results: dict) -> dict:
+    task = load_task(instruction_induction.NAMES[0])
+    return {
+        "benchmark": "prompt_probe_ii",
+        "machine": machine(),
+        "neutral_prompt": task.initial_prompt.removesuffix(task.answer_format)
+        + (args.format or task.answer_format),
+        "human_prompt": "the task's first human instruction + the same format sentence",
+        "max_tokens": args.max_tokens,
+        "headroom_rule": f"human >= neutral + {HEADROOM:.2f}",
+        "results": results,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", type=Path)
+    parser.add_argument("--ii", action="store_true", help="instruction induction, every task")
+    parser.add_argument("--models", nargs="+", default=II_MODELS, help="--ii: engines")
+    parser.add_argument("--tasks", nargs="*", help="--ii: these ii_* tasks only")
+    parser.add_argument("--max-tokens", type=int, default=48, help="--ii: answer tokens")
+    parser.add_argument("--format", help="--ii: another answer-format sentence")
+    parser.add_argument("--threads", type=int, help="--ii: CPU threads of the local engine")
+    parser.add_argument("config", type=Path, nargs="?")
     parser.add_argument("prompts", type=Path, nargs="*", help="prompt files (no format sentence)")
-    parser.add_argument("--examples", type=int, default=20, help="validation examples scored")
+    parser.add_argument("--examples", type=int, default=20, help="examples scored")
     parser.add_argument("--set", action="append", default=[], help="config override")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "prompt_probe.json")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.ii:
+        args.out = args.out or RESULTS_DIR / "prompt_probe_ii.json"
+        asyncio.run(probe_ii(args))
+        return
+    if args.config is None:
+        parser.error("give a config, or --ii")
+    args.out = args.out or RESULTS_DIR / "prompt_probe.json"
     result = asyncio.run(probe(args.config, args.prompts, args.examples, args.set))
     write_json(args.out, {"benchmark": "prompt_probe", "machine": machine(), **result})
 

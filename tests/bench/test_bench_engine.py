@@ -50,6 +50,7 @@ def test_forward_windows_exclude_time_shared_with_feedback():
 
 
 @pytest.mark.model
+@pytest.mark.slow
 def test_engine_throughput_runs_on_the_real_model(tmp_path):
     out = tmp_path / "throughput.json"
     subprocess.run(

@@ -1,8 +1,10 @@
 """Runs on a real local Flower deployment (a SuperLink and one SuperNode per client: separate
 processes talking over 127.0.0.1) with the real 0.5B model, at tiny sizes.
 
-The tests share one response cache: the in-process run fills it, and the Flower runs that follow
-replay the same requests, so they cost little model time (and must match it exactly)."""
+CI runs the resume test (a Flower run, interrupted and resumed, against the in-process one); the
+others are `slow`. The tests share one response cache: the in-process run fills it, and the
+Flower runs that follow replay the same requests, so they cost little model time (and must match
+it exactly)."""
 
 from __future__ import annotations
 
@@ -31,14 +33,14 @@ seed = 0
 [engines]
 forward = "local:qwen2.5-coder-0.5b"
 [task]
-name = "bbh_object_counting"
+name = "ii_singular_to_plural"
 train_size = 4
 [train]
 batch_size = 2
 local_steps = 1
-forward_max_tokens = 128
-feedback_max_tokens = 128
-update_max_tokens = 256
+forward_max_tokens = 32
+feedback_max_tokens = 96
+update_max_tokens = 128
 [federation]
 clients = 2
 rounds = 2
@@ -102,6 +104,7 @@ def events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.open()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_in_process_and_flower_give_the_same_prompts_round_by_round(shared, in_process):
     local = in_process
     flower = asyncio.run(run_async(tiny(shared), shared / "flower", runtime="flower")).data
@@ -117,6 +120,7 @@ def test_in_process_and_flower_give_the_same_prompts_round_by_round(shared, in_p
     assert flower_processes(shared / "flower") == []
 
 
+@pytest.mark.slow
 def test_cli_runs_two_clients_for_one_round_on_flower_and_leaves_no_process(
     shared, in_process, tmp_path
 ):
@@ -145,6 +149,7 @@ def test_cli_runs_two_clients_for_one_round_on_flower_and_leaves_no_process(
     assert re.fullmatch(r"test \d\.\d\d -> \d\.\d\d \(.* pts, 95% CI .*, n=\d+\)", last), last
 
 
+@pytest.mark.slow
 def test_a_supernode_killed_mid_round_is_recorded_and_the_round_completes(
     shared, in_process, tmp_path
 ):

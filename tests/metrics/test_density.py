@@ -106,6 +106,7 @@ def test_metrics_of_a_known_text_under_the_real_model_are_finite_and_repeatable(
 
 
 @pytest.mark.model
+@pytest.mark.slow
 def test_uid_command_prints_the_statistics_and_json(tmp_path, llm_settings, monkeypatch):
     monkeypatch.setenv("FEDTEXTGRAD_CACHE", llm_settings.cache_dir)
     prompt = tmp_path / "prompt.txt"

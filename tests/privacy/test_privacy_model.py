@@ -13,7 +13,7 @@ from fedtextgrad.privacy import audit, build_profile, exposed, make_canaries, re
 from fedtextgrad.tasks import load_task
 from fedtextgrad.textgrad import Objective
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_MODEL = "local:qwen2.5-coder-0.5b"
 

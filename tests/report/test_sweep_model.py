@@ -42,6 +42,7 @@ concurrency = 2
 
 
 @pytest.mark.model
+@pytest.mark.slow
 def test_a_real_sweep_reports_and_a_rerun_skips_every_complete_run(tmp_path, llm_settings):
     (tmp_path / "base.toml").write_text(BASE)
     (tmp_path / "sweep.toml").write_text(SWEEP)

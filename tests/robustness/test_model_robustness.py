@@ -13,7 +13,7 @@ from fedtextgrad import load_config, run_async
 from fedtextgrad.federated import Engines
 from fedtextgrad.robustness import INJECTION
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
 def tiny(data_dir, llm_settings, **federation):

@@ -24,9 +24,11 @@ WORDS_PROMPT = _REASONING + WORDS_FORMAT
 TEXT_PROMPT = "You will answer a question. Think step by step. " + TEXT_FORMAT
 
 # Instruction induction: the initial prompt must not give the task away (finding it is the
-# optimizer's job). No "$VALUE" placeholder: small models answer it literally ("$1").
+# optimizer's job). The format sentence was chosen by measurement (bench/results/ii_format/: four
+# sentences, the 0.5B model, 6 tasks x 20 examples): this one was followed every time and gave
+# the human instructions their best score; TextGrad's "$VALUE" sentence scored lowest.
 SHORT_ROLE = "system prompt to a language model that answers short questions"
-SHORT_FORMAT = "Give only your final answer, on one line that starts with 'Answer:'."
+SHORT_FORMAT = "Reply in the form 'Answer: <your answer>' and nothing else."
 SHORT_PROMPT = "Respond to the input. " + SHORT_FORMAT
 
 
