@@ -133,6 +133,41 @@ async def probe_ii(args: argparse.Namespace) -> None:
             await llm.aclose()
 
 
+def ii_table(record: dict) -> str:
+    """The learnability table (markdown): a row per task, the models side by side."""
+    results = record["results"].values()
+    models = list(dict.fromkeys(e["model"] for e in results))
+    cells = {(e["task"], e["model"]): e for e in results}
+
+    def cell(e: dict | None) -> str:
+        if e is None:
+            return "not run"
+        n, h = e["neutral"], e["human"]
+        mark = " **headroom**" if e["headroom"] else ""
+        return f"{_ci(n)} → {_ci(h)}{mark}"
+
+    def cost(e: dict | None) -> str:
+        if e is None:
+            return ""
+        calls = e["neutral"]["calls"] + e["human"]["calls"]
+        return f"{calls}, {e['neutral']['seconds'] + e['human']['seconds']:.0f} s"
+
+    short = [m.removeprefix("local:qwen2.5-coder-") for m in models]
+    heads = [f"{m}: neutral → human" for m in short] + [f"{m}: calls, time" for m in short]
+    lines = ["| task | n | " + " | ".join(heads) + " |", "| --- | --- |" + " --- |" * len(heads)]
+    for task in instruction_induction.NAMES:
+        row = [cells.get((task, m)) for m in models]
+        n = next((e["examples"] for e in row if e), 0)
+        parts = [cell(e) for e in row] + [cost(e) for e in row]
+        lines.append(f"| {task} | {n} | " + " | ".join(parts) + " |")
+    return "\n".join(lines)
+
+
+def _ci(score: dict) -> str:
+    low, high = score["ci95"]
+    return f"{score['accuracy']:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def ii_record(args: argparse.Namespace, results: dict) -> dict:
     task = load_task(instruction_induction.NAMES[0])
     return {
@@ -160,7 +195,11 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=20, help="examples scored")
     parser.add_argument("--set", action="append", default=[], help="config override")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", action="store_true", help="--ii: print the table of --out")
     args = parser.parse_args()
+    if args.ii and args.table:
+        print(ii_table(json.loads((args.out or RESULTS_DIR / "prompt_probe_ii.json").read_text())))
+        return
     if args.ii:
         args.out = args.out or RESULTS_DIR / "prompt_probe_ii.json"
         asyncio.run(probe_ii(args))

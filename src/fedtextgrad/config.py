@@ -66,6 +66,9 @@ class TrainConfig(_Section):
     )
     gate_val_size: int | None = Field(None, ge=1, description="validation gate: examples used")
     candidates: int = Field(3, ge=1, le=16, description="ours: rewrites proposed per step")
+    induce: bool = Field(
+        True, description="ours: one more candidate, the instruction induced from the batch"
+    )
     holdout: int = Field(
         4, ge=0, description="select gate: training examples held out and scored with the batch"
     )

@@ -65,8 +65,8 @@ def test_resume_after_the_task_file_changed_is_refused(tmp_path):
     task = tmp_path / "doubles.jsonl"
     lines = [json.dumps({"input": f"What is {i} + {i}?", "target": str(2 * i)}) for i in range(60)]
     task.write_text("\n".join(lines))
-    cfg = config(task={"name": str(task)}, federation={"rounds": 2})
-    with pytest.raises(FedTextGradError):
+    cfg = config(task={"name": str(task)}, federation={"rounds": 2}, train={"induce": False})
+    with pytest.raises(FedTextGradError):  # the power fails in round 2
         run(cfg, tmp_path / "run", engines=toy_engines(cfg, fail_after=40))
     assert json.loads((tmp_path / "run" / "results.json").read_text())["data_fingerprint"]
     task.write_text("\n".join(lines).replace("What is 5 + 5?", "What is 5 plus 5?"))

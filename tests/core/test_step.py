@@ -9,7 +9,7 @@ from scripted import RULE, toy_responder
 
 from fedtextgrad.config import TrainConfig
 from fedtextgrad.llm import scripted_engine
-from fedtextgrad.tasks import load_task
+from fedtextgrad.tasks import Example, load_task
 from fedtextgrad.textgrad import (
     LocalTrainer,
     Objective,
@@ -181,7 +181,7 @@ def test_a_rewrite_that_changes_nothing_is_not_an_update():
 
     async def main():
         llm = scripted_engine(echo)
-        result = await trainer("validation", llm=llm, candidates=1).train(
+        result = await trainer("validation", llm=llm, candidates=1, induce=False).train(
             TASK.initial_prompt, steps=1
         )
         step = result.steps[0]
@@ -254,3 +254,46 @@ def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():
         "You count things.\nRules:\n1. List items.\n2. Add them.\n3. Skip other kinds.\n"
         "3.5 apples count as 3.5."
     )
+
+
+def test_an_instruction_induced_from_the_batch_is_a_candidate_the_gate_can_keep():
+    task = load_task("ii_singular_to_plural", train_size=12, val_size=2, test_size=1)
+    plural = {ex.input: ex.target for ex in task.train}
+    seen: list[str] = []
+
+    def responder(messages):
+        request = messages[-1]["content"]
+        if "Work out the single instruction" in request:
+            seen.append(request)
+            return f"<IMPROVED_VARIABLE>Write the plural of the word. {task.answer_format}</IMPROVED_VARIABLE>"
+        if "<CURRENT_PROMPT>" in request:  # the feedback rewrite: a rule that does not help
+            return f"<IMPROVED_VARIABLE>Be careful. {task.answer_format}</IMPROVED_VARIABLE>"
+        if "plural" in messages[0]["content"]:
+            return f"Answer: {plural[request]}"
+        return "Answer: maybe"
+
+    async def main():
+        llm = scripted_engine(responder)
+        config = TrainConfig(batch_size=3, candidates=1, holdout=4)
+        learner = LocalTrainer(llm, llm, Objective.of(task), task.train, task.val, config, "s")
+        return await learner.train(task.initial_prompt, steps=1)
+
+    result = asyncio.run(main())
+    (step,) = result.steps
+    assert step.accepted and step.candidates == 2
+    assert result.prompt.startswith("Write the plural of the word.")
+    (request,) = seen  # every pair of the batch, right or wrong, with its expected output
+    assert request.count("Expected output:") == 3 and "The model's output: maybe" in request
+
+
+def test_a_label_that_several_targets_share_is_not_example_specific():
+    task = load_task("ii_word_in_context", train_size=6, val_size=2, test_size=1)
+    batch = [
+        Example("first sentence pair", "zygote", task.name),
+        Example("second sentence pair", "zygote", task.name),
+        Example("third sentence pair", "quokka", task.name),
+    ]
+    learner = LocalTrainer(None, None, Objective.of(task), task.train, task.val, TrainConfig(), 0)
+    attempts = score(Objective.of(task), batch, ["Answer: x"] * 3)
+    specific = learner._specific(attempts, task.initial_prompt)
+    assert "quokka" in specific and "zygote" not in specific  # a label is the task's, not one's

@@ -18,7 +18,13 @@ def config(**privacy):
             "seed": 3,
             "task": {"name": "bbh_object_counting", "train_size": 8},
             # a leaking optimizer, unfiltered: what the audit and the defenses must catch
-            "train": {"batch_size": 2, "local_steps": 1, "gate": "none", "general_rules": False},
+            "train": {
+                "batch_size": 2,
+                "local_steps": 1,
+                "gate": "none",
+                "general_rules": False,
+                "induce": False,  # one rewrite per step: the tables count them
+            },
             "federation": {"clients": 2, "rounds": 2, "aggregation": "concat"},
             "eval": {"val_size": 2, "test_size": 2},
             "llm": {"cache": False},

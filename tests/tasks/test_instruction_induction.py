@@ -226,3 +226,12 @@ def test_packaged_files_match_the_derivation(data_dir: Path, task: str) -> None:
     packaged = ii.data_file(task).read_text(encoding="utf-8")
     assert dump(derive_task(source, task)) == packaged
     assert json.loads(packaged) == derive_task(source, task)
+
+
+def test_the_optimizer_is_shown_every_acceptable_answer_up_to_five():
+    task = load_task("ii_word_in_context", test_size=1)
+    assert task.shown_target("not the same\nno\nfalse") == '"not the same" or "no" or "false"'
+    assert task.shown_target("\n".join("abcdefg")) == '"a" or "b" or "c" or "d" or "e"'
+    assert task.shown_target("same") == "same"
+    # Other answer types never split a target: a newline there is part of the answer.
+    assert load_task("bbh_object_counting").shown_target("1\n2") == "1\n2"

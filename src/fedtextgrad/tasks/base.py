@@ -62,6 +62,10 @@ class Task:
         """The response's final answer (normalized), or None if it gives none."""
         return scoring.extract(self.answer_type, response)
 
+    def shown_target(self, target: str) -> str:
+        """The target as the optimizer's prompts show it (several answers: '"a" or "b"')."""
+        return scoring.shown_target(self.answer_type, target)
+
     def score(self, response: str, target: str) -> float:
         """1.0 if the response's final answer matches the target, else 0.0 (for "f1": the
         token overlap, a fraction)."""

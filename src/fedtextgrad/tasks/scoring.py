@@ -218,6 +218,15 @@ def score_benchmark(answer_type: str, response: str, target: str) -> float:
     return max(metric(predicted, answer) for answer in answers)
 
 
+def shown_target(answer_type: str, target: str, limit: int = 5) -> str:
+    """The target as an optimizer model reads it: with several acceptable answers, the first
+    `limit` of them quoted and joined by "or" (a translation may have twenty)."""
+    answers = target.split(ANSWER_SEP) if answer_type in _BENCHMARK_METRICS else [target]
+    if len(answers) == 1:
+        return answers[0]
+    return " or ".join(f'"{answer}"' for answer in answers[:limit])
+
+
 def extract(answer_type: str, response: str) -> str | None:
     """Dispatch on the task's answer type."""
     if answer_type == "number":

@@ -24,7 +24,7 @@ async def feedback(
             T.RESPONSE_FEEDBACK.format(
                 question=a.example.input,
                 response=a.response,
-                target=a.example.target,
+                target=objective.target(a.example),
                 verdict=int(a.score),
             ),
             system=T.SYSTEM,

@@ -58,6 +58,9 @@ class Objective:
     def extract(self, example: Example, response: str) -> str | None:
         return self.tasks[example.task].extract(response)
 
+    def target(self, example: Example) -> str:
+        return self.tasks[example.task].shown_target(example.target)
+
     @property
     def formats(self) -> list[str]:
         return list(dict.fromkeys(task.answer_format for task in self.tasks.values()))
@@ -172,7 +175,7 @@ async def feedback(
                         question=a.example.input,
                         response=a.response,
                         answer=f"'{a.answer}'" if a.answer is not None else "missing",
-                        target=a.example.target,
+                        target=objective.target(a.example),
                     ),
                     system=templates.FEEDBACK_SYSTEM,
                     purpose="feedback",
@@ -212,7 +215,7 @@ def update_request(
 ) -> tuple[list[Message], list[str]]:
     """The update's messages, and what a reply may copy from them instead of writing a prompt
     (the request's rules, the feedback's diagnosis lines): echoes to drop."""
-    listed = templates.update_rules(min(max_chars // 7, len(prompt.split()) + 80), rules)
+    listed = _listed_rules(prompt, rules, max_chars)
     past = templates.UPDATE_MEMORY.format(past="\n\n".join(memory)) if memory else ""
     request = templates.UPDATE.format(
         role=objective.role,
@@ -223,12 +226,62 @@ def update_request(
         memory=past + templates.history_block(history),
         rules=templates.rules_block(listed, objective.answer_format),
     )
-    messages = [
+    diagnoses = [line for text in (gradient, *memory) for line in text.splitlines()]
+    echoes = [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
+    return _update_messages(request), echoes
+
+
+def _listed_rules(prompt: str, rules: Sequence[str], max_chars: int) -> list[str]:
+    return templates.update_rules(min(max_chars // 7, len(prompt.split()) + 80), rules)
+
+
+def _update_messages(request: str) -> list[Message]:
+    return [
         {"role": "system", "content": templates.UPDATE_SYSTEM},
         {"role": "user", "content": request},
     ]
-    diagnoses = [line for text in (gradient, *memory) for line in text.splitlines()]
-    return messages, [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
+
+
+async def induce(
+    llm: LLM,
+    prompt: str,
+    objective: Objective,
+    attempts: Sequence[Attempt],
+    *,
+    rules: Sequence[str] = (),
+    specific: Collection[str] = (),
+    max_chars: int,
+    max_tokens: int,
+) -> Update:
+    """Instruction induction: a rewrite that states the instruction mapping the batch's inputs
+    to their expected outputs. Every pair counts, right answers too: each one shows the task."""
+    listed = _listed_rules(prompt, rules, max_chars)
+    pairs = "\n\n".join(
+        templates.INDUCE_PAIR.format(
+            input=a.example.input,
+            target=objective.target(a.example),
+            answer=a.answer if a.answer is not None else "(no answer)",
+        )
+        for a in attempts
+    )
+    request = templates.INDUCE.format(
+        role=objective.role,
+        prompt=prompt,
+        pairs=pairs,
+        rules=templates.rules_block(listed, objective.answer_format),
+    )
+    echoes = [*listed, templates.FORMAT_RULE]
+    return await rewrite(
+        llm,
+        _update_messages(request),
+        prompt,
+        objective,
+        echoes,
+        specific,
+        {},
+        max_chars=max_chars,
+        max_tokens=max_tokens,
+    )
 
 
 async def update(

@@ -57,6 +57,29 @@ Rules:
 {rules}
 Reply with the improved prompt only, between <IMPROVED_VARIABLE> and </IMPROVED_VARIABLE>."""
 
+# Ours: instruction induction (APE's request, Zhou et al. 2023, in our words). Feedback on
+# single mistakes patches a prompt; when the prompt does not say what the task is, only several
+# input -> expected output pairs seen together reveal it.
+INDUCE = """\
+Here is the {role}:
+
+<CURRENT_PROMPT>
+{prompt}
+</CURRENT_PROMPT>
+
+Under this prompt the model was given each input below; the expected output follows it.
+
+{pairs}
+
+Work out the single instruction that turns every input into its expected output. Then write an \
+improved system prompt: that instruction first, stated so that it works for any input of this \
+kind, then at most three short rules if they are needed, then the answer-format sentence.
+Rules:
+{rules}
+Reply with the improved prompt only, between <IMPROVED_VARIABLE> and </IMPROVED_VARIABLE>."""
+
+INDUCE_PAIR = "Input: {input}\nExpected output: {target}\nThe model's output: {answer}"
+
 # The rules of the update request, one per line after "- " ({rules} above). Small models copy
 # them into the prompt they write; `update_rules` lets the parser recognise and drop them.
 UPDATE_RULES = (

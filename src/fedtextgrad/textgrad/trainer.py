@@ -189,21 +189,26 @@ class LocalTrainer:
                 llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
             )
             record.feedback = await tg.combine(llm, pieces, max_tokens=cfg.feedback_max_tokens)
-            updates = await tg.update(
-                llm,
-                prompt,
-                self.objective,
-                record.feedback,
-                wrong=sum(a.score < 1 for a in attempts),
-                total=len(attempts),
-                memory=memory.feedback[momentum],
-                history=self._history(memory),
-                rules=self.extra_rules,
-                specific=self._specific(attempts, prompt),
-                candidates=cfg.candidates,
-                max_chars=cfg.max_prompt_chars,
-                max_tokens=cfg.update_max_tokens,
+            specific = self._specific(attempts, prompt)
+            limits = {"max_chars": cfg.max_prompt_chars, "max_tokens": cfg.update_max_tokens}
+            rewrites, induced = await asyncio.gather(
+                tg.update(
+                    llm,
+                    prompt,
+                    self.objective,
+                    record.feedback,
+                    wrong=sum(a.score < 1 for a in attempts),
+                    total=len(attempts),
+                    memory=memory.feedback[momentum],
+                    history=self._history(memory),
+                    rules=self.extra_rules,
+                    specific=specific,
+                    candidates=cfg.candidates,
+                    **limits,
+                ),
+                self._induce(prompt, attempts, specific, limits),
             )
+            updates = rewrites + induced
         record.dropped = list(dict.fromkeys(s for u in updates for s in u.dropped))
         candidates = list(dict.fromkeys(u.prompt for u in updates if u.prompt is not None))
         if not candidates:
@@ -212,13 +217,29 @@ class LocalTrainer:
             record.reason = updates[0].reason
         return candidates
 
+    async def _induce(
+        self, prompt: str, attempts: list[Attempt], specific: set[str], limits: dict
+    ) -> list[Update]:
+        """Ours, `train.induce`: one more candidate, induced from the batch's pairs."""
+        if not self.config.induce:
+            return []
+        llm, rules = self.feedback_llm, self.extra_rules
+        return [
+            await tg.induce(
+                llm, prompt, self.objective, attempts, rules=rules, specific=specific, **limits
+            )
+        ]
+
     def _specific(self, attempts: Sequence[Attempt], prompt: str) -> set[str]:
         """Tokens that identify the batch's examples (their rare words, names, numbers of two
-        or more digits) and that neither the prompt nor the task's wording contains."""
+        or more digits) and that neither the prompt nor the task's wording contains. A target
+        that several examples share is a label of the task ("not the same"), not an example's."""
         if not self.config.general_rules:
             return set()
         sources = [s for a in attempts for s in (a.example.input, a.example.target)]
-        known = [prompt, self.objective.role, *self.objective.formats]
+        targets = [a.example.target for a in attempts]
+        labels = [t for t in dict.fromkeys(targets) if targets.count(t) > 1]
+        known = [prompt, self.objective.role, *self.objective.formats, *labels]
         return set(text.specific_tokens(sources, known))
 
     def _history(self, memory: Memory) -> list[tuple[str, float]]:
