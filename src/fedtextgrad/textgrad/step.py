@@ -253,20 +253,15 @@ async def induce(
     max_chars: int,
     max_tokens: int,
 ) -> Update:
-    """Instruction induction: a rewrite that states the instruction mapping the batch's inputs
-    to their expected outputs. Every pair counts, right answers too: each one shows the task."""
+    """Instruction induction: a fresh prompt stating the instruction that maps the batch's
+    inputs to their expected outputs. Every pair counts, right answers too: each shows the task."""
     listed = _listed_rules(prompt, rules, max_chars)
     pairs = "\n\n".join(
-        templates.INDUCE_PAIR.format(
-            input=a.example.input,
-            target=objective.target(a.example),
-            answer=a.answer if a.answer is not None else "(no answer)",
-        )
+        templates.INDUCE_PAIR.format(input=a.example.input, target=objective.target(a.example))
         for a in attempts
     )
     request = templates.INDUCE.format(
         role=objective.role,
-        prompt=prompt,
         pairs=pairs,
         rules=templates.rules_block(listed, objective.answer_format),
     )

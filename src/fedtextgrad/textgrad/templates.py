@@ -59,26 +59,21 @@ Reply with the improved prompt only, between <IMPROVED_VARIABLE> and </IMPROVED_
 
 # Ours: instruction induction (APE's request, Zhou et al. 2023, in our words). Feedback on
 # single mistakes patches a prompt; when the prompt does not say what the task is, only several
-# input -> expected output pairs seen together reveal it.
+# input -> expected output pairs seen together reveal it. The current prompt is not shown: the
+# induced instruction is a fresh candidate, and the gate compares it with the current prompt.
 INDUCE = """\
-Here is the {role}:
-
-<CURRENT_PROMPT>
-{prompt}
-</CURRENT_PROMPT>
-
-Under this prompt the model was given each input below; the expected output follows it.
+A language model was given each input below and should have replied with the expected output.
 
 {pairs}
 
-Work out the single instruction that turns every input into its expected output. Then write an \
-improved system prompt: that instruction first, stated so that it works for any input of this \
-kind, then at most three short rules if they are needed, then the answer-format sentence.
+Work out the single instruction that turns every input into its expected output. Write it as \
+the {role}: the instruction, stated so that it works for any input of this kind, then at most \
+three short rules if they are needed, then the answer-format sentence.
 Rules:
 {rules}
-Reply with the improved prompt only, between <IMPROVED_VARIABLE> and </IMPROVED_VARIABLE>."""
+Reply with the system prompt only, between <IMPROVED_VARIABLE> and </IMPROVED_VARIABLE>."""
 
-INDUCE_PAIR = "Input: {input}\nExpected output: {target}\nThe model's output: {answer}"
+INDUCE_PAIR = "Input: {input}\nExpected output: {target}"
 
 # The rules of the update request, one per line after "- " ({rules} above). Small models copy
 # them into the prompt they write; `update_rules` lets the parser recognise and drop them.
