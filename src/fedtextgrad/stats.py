@@ -56,22 +56,48 @@ def paired(before: Sequence[float], after: Sequence[float], *, seed: int = 0) ->
 
 
 def pooled(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], *, seed: int = 0) -> Paired:
-    """Pool runs (seeds) over the same test examples: each example's difference is averaged
-    over the runs, and the interval resamples examples. Runs scored on other examples (another
-    size) are pooled as more examples."""
+    """Pool runs (seeds) scored on the same test examples. The difference is averaged over runs
+    and examples; the interval resamples both, runs and examples (a crossed bootstrap), so it
+    holds the seed-to-seed variance too: which prompt a seed happened to find."""
     if not pairs:
         raise ValueError("nothing to pool")
-    before = [np.asarray(x, float) for x, _ in pairs]
-    after = [np.asarray(y, float) for _, y in pairs]
-    same = len({len(x) for x in before + after}) == 1
-    combine = (lambda runs: np.mean(runs, axis=0)) if same else np.concatenate
-    return _compare(combine(before), combine(after), runs=len(pairs), seed=seed)
+    sizes = {len(x) for pair in pairs for x in pair}
+    if len(sizes) != 1:
+        raise ValueError("only runs scored on the same test examples can be pooled")
+    a = np.array([x for x, _ in pairs], float)
+    b = np.array([y for _, y in pairs], float)
+    if len(pairs) == 1:
+        return _compare(a[0], b[0], runs=1, seed=seed)
+    interval = _crossed_interval(b - a, seed)
+    return _compare(a.mean(axis=0), b.mean(axis=0), runs=len(pairs), seed=seed, interval=interval)
 
 
-def _compare(a: np.ndarray, b: np.ndarray, *, runs: int, seed: int) -> Paired:
+def _crossed_interval(diff: np.ndarray, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean of a runs x examples matrix, resampling both axes."""
+    rng = np.random.default_rng(seed)
+    runs, n = diff.shape
+    means = np.empty(RESAMPLES)
+    for i in range(RESAMPLES):
+        rows, cols = rng.integers(0, runs, runs), rng.integers(0, n, n)
+        means[i] = diff[np.ix_(rows, cols)].mean()
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _compare(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    runs: int,
+    seed: int,
+    interval: tuple[float, float] | None = None,
+) -> Paired:
     diff = b - a
     mean = float(diff.mean())
-    if np.all(diff == diff[0]):  # no spread: the bootstrap has nothing to resample
+    if interval is not None:
+        low, high = interval
+    elif np.all(diff == diff[0]):  # no spread: the bootstrap has nothing to resample
         low = high = mean
     else:
         interval = stats.bootstrap(

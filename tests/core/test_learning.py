@@ -241,6 +241,21 @@ def test_pooling_seeds_averages_each_example_then_resamples_examples():
         paired([1.0], [1.0, 0.0])
 
 
+def test_the_pooled_interval_holds_the_variance_between_seeds():
+    # One seed found a prompt that wins every example, the other found nothing: averaging the
+    # seeds first would claim +0.5 with no uncertainty at all.
+    n = 50
+    result = pooled([([0.0] * n, [1.0] * n), ([0.0] * n, [0.0] * n)])
+    assert result.diff == pytest.approx(0.5)
+    assert result.low == pytest.approx(0.0) and result.high == pytest.approx(1.0)
+    assert not result.significant
+
+
+def test_runs_on_other_test_examples_are_not_pooled():
+    with pytest.raises(ValueError, match="same test examples"):
+        pooled([([0.0, 1.0], [1.0, 1.0]), ([0.0], [1.0])])
+
+
 # -- review fixes ---------------------------------------------------------------------------------
 
 
@@ -276,3 +291,15 @@ def test_evaluation_honours_the_llm_judge_loss(tmp_path):
     llm = scripted_engine(judge_says_correct)
     results = asyncio.run(run_async(cfg, tmp_path, engines=Engines(llm, llm, llm)))
     assert results.data["initial"]["test_accuracy"] == 1.0  # graded by the judge, as in training
+
+
+def test_a_report_pools_only_runs_tested_on_the_same_examples(tmp_path):
+    from fedtextgrad.report.data import Run, Setting
+
+    def run(seed: int, examples: str) -> Run:
+        initial = {"test_scores": [0.0, 1.0], "test_examples": examples}
+        results = {"status": "complete", "initial": initial, "final": {"test_scores": [1.0, 1.0]}}
+        return Run(tmp_path, results, {}, seed)
+
+    assert Setting({}, [run(0, "abc"), run(1, "abc")]).paired().runs == 2
+    assert Setting({}, [run(0, "abc"), run(1, "xyz")]).paired() is None

@@ -210,6 +210,7 @@ class Server:
             "test_accuracy": test["accuracy"],
             "test_by_task": test["by_task"],
             "test_scores": test["scores"],
+            "test_examples": self.data.test_digest(),  # runs pool only on the same examples
         }
 
     async def _final(self, results: dict) -> dict:

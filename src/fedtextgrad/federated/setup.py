@@ -27,10 +27,20 @@ class FederatedData:
         """A digest of every party's examples and of the tasks' prompts: a resumed run checks
         that its data is the data the run started with."""
         parts = [self.val, self.test, *self.client_train, *self.client_val]
-        examples = [[[ex.task, ex.input, ex.target] for ex in part] for part in parts]
         tasks = [[t.name, t.initial_prompt, t.answer_format] for t in self.objective.tasks.values()]
-        blob = json.dumps([tasks, examples], ensure_ascii=False).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _digest([tasks, [_rows(part) for part in parts]])
+
+    def test_digest(self) -> str:
+        """A digest of the test examples: runs are compared or pooled only on the same ones."""
+        return _digest(_rows(self.test))
+
+
+def _rows(examples: list[Example]) -> list[list[str]]:
+    return [[ex.task, ex.input, ex.target] for ex in examples]
+
+
+def _digest(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def prepare_data(config: ExperimentConfig) -> FederatedData:

@@ -96,13 +96,22 @@ class Setting:
         return statistics.fmean(values), float(half), n
 
     def paired(self) -> Paired | None:
-        """Final vs initial prompt on the same test examples, pooled over the seeds."""
-        pairs = [
-            (r.results["initial"]["test_scores"], r.results["final"]["test_scores"])
+        """Final vs initial prompt on the same test examples, pooled over the seeds; None when
+        the runs were tested on different examples (they are not one sample)."""
+        runs = [
+            r
             for r in self.complete_runs()
             if "test_scores" in r.results["initial"] and "test_scores" in r.results["final"]
         ]
-        return pooled(pairs) if pairs else None
+        if len({r.results["initial"].get("test_examples") for r in runs}) > 1:
+            return None
+        pairs = [
+            (r.results["initial"]["test_scores"], r.results["final"]["test_scores"]) for r in runs
+        ]
+        try:
+            return pooled(pairs) if pairs else None
+        except ValueError:  # runs of older versions, without the digest, of other sizes
+            return None
 
 
 @dataclass
