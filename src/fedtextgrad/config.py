@@ -103,8 +103,10 @@ class FederationConfig(_Section):
     partition: Literal["iid", "dirichlet", "quantity", "by_task"] = "iid"
     alpha: float = Field(1.0, gt=0, description="Dirichlet concentration")
     aggregation: Literal["concat", "summarize", "uid_summarize", "select"] = "uid_summarize"
-    acceptance: Literal["no_worse", "always"] = Field(
-        "no_worse", description="no_worse: keep the global prompt if the aggregate scores lower"
+    acceptance: Literal["improves", "no_worse", "always"] = Field(
+        "improves",
+        description="broadcast an aggregate only if it scores higher on validation (improves), "
+        "not lower (no_worse), or always (the paper)",
     )
     min_clients: int = Field(1, ge=1, description="fewer replies than this: the round is retried")
     round_timeout: float | None = Field(None, gt=0, description="seconds a client may take")

@@ -91,3 +91,43 @@ def test_concat_within_the_cap_joins_the_prompts(objective):
     result = asyncio.run(concat(uploads(objective), AggregationContext(objective, llm, PREVIOUS)))
     assert result.prompt == "\n".join(u.prompt for u in uploads(objective))
     assert "fallback" not in result.info
+
+
+def test_a_failed_merge_keeps_the_best_upload_on_the_servers_validation(objective):
+    # The server's own scores decide (B scores 0.6 there, the previous prompt 0.2), not the
+    # uploads' claims; the clients' learning survives a merge reply cut off at max_tokens.
+    scores = {PREVIOUS: 0.2, uploads(objective)[0].prompt: 0.4, uploads(objective)[1].prompt: 0.6}
+
+    async def validate(prompt: str) -> float:
+        return scores[prompt]
+
+    merged = merge_with(
+        objective, "<MERGED_PROMPT>Count each item once. Then chec", validate=validate
+    )
+    assert merged["prompt"] == uploads(objective)[1].prompt and merged["truncated"] is True
+    assert "kept an upload, the best on validation" in merged["fallback"]
+
+
+def test_a_tie_on_validation_keeps_the_previous_prompt(objective):
+    async def validate(prompt: str) -> float:
+        return 0.5
+
+    merged = merge_with(objective, "Sorry, I cannot merge these.", validate=validate)
+    assert merged["prompt"] == PREVIOUS
+    assert "kept the previous global prompt, the best on validation" in merged["fallback"]
+
+
+def test_a_merge_may_be_as_long_as_the_prompts_it_merges(objective):
+    long = [Upload(i, f"{f'Rule {i}. ' * 800}\n{objective.answer_format}", 3) for i in range(2)]
+    llm = scripted_engine(lambda messages: "<MERGED_PROMPT>Rule.</MERGED_PROMPT>")
+    asked: list[int] = []
+    chat = llm.backend.chat
+
+    async def recording(messages, **kwargs):
+        asked.append(kwargs["max_tokens"])
+        return await chat(messages, **kwargs)
+
+    llm.backend.chat = recording
+    context = AggregationContext(objective, llm, PREVIOUS, max_chars=100_000)
+    asyncio.run(aggregate("summarize", long, context))
+    assert asked == [sum(len(u.prompt) - len(objective.answer_format) - 1 for u in long) // 3]

@@ -207,3 +207,21 @@ def test_update_rules_from_the_config_reach_every_update_request(tmp_path):
         if "<CURRENT_PROMPT>" in m[-1]["content"]
     ]
     assert updates and all(f"- {rule}\n" in u for u in updates)
+
+
+@pytest.mark.parametrize("rule, broadcast", [("improves", False), ("no_worse", True)])
+def test_an_aggregate_that_only_ties_the_global_prompt_is_broadcast_only_if_no_worse(
+    tmp_path, rule, broadcast
+):
+    from fedtextgrad.federated.server import Server
+    from fedtextgrad.federated.store import RunStore
+
+    cfg = config(federation={"acceptance": rule})
+    server = Server(cfg, prepare_data(cfg), toy_engines(cfg), None, RunStore(tmp_path))
+
+    async def evaluate(prompt, examples, purpose="evaluation"):
+        return {"accuracy": 0.5}
+
+    server.evaluate = evaluate
+    check = asyncio.run(server._acceptance("merged", {"accuracy": 0.5}, "previous"))
+    assert check == {"before": 0.5, "after": 0.5, "accepted": broadcast}

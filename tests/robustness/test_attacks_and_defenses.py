@@ -154,7 +154,7 @@ def test_undefended_sabotage_hurts(tmp_path, baseline):
 
 
 def test_the_server_does_not_broadcast_an_aggregate_worse_than_the_global_prompt(tmp_path):
-    attacked = run(config(attackers=1), tmp_path)  # acceptance "no_worse", the default
+    attacked = run(config(attackers=1), tmp_path)  # acceptance "improves", the default
     first = attacked.rounds[0]
     assert INJECTION not in first["global_prompt"]
     assert first["acceptance"]["accepted"] is False
@@ -172,19 +172,22 @@ def with_merge_reply(cfg, reply: str) -> Engines:
     return Engines(engines.forward, engines.feedback, scripted_engine(merge))
 
 
-def test_a_failed_merge_keeps_the_previous_prompt_whatever_an_attacker_claims(tmp_path):
+def test_a_failed_merge_keeps_the_best_on_validation_whatever_an_attacker_claims(tmp_path):
     """Summaries re-attach the format sentence, so a format attack could bite only through a
-    malformed merge reply; the fallback keeps the previous global prompt, not the upload with
-    the best *claimed* accuracy (the attacker claims 1.0)."""
+    malformed merge reply; the fallback keeps the best of the previous prompt and the uploads on
+    the server's validation data, not the upload with the best *claimed* accuracy (the attacker
+    claims 1.0)."""
     cfg = config(attackers=1, attack="format", rounds=1, gate="none", seed=2)
     merged = run(cfg, tmp_path / "merged")
     assert merged.rounds[0]["global_prompt"].rstrip().endswith("a numerical value.")
 
     broken = with_merge_reply(cfg, "Sorry, I cannot merge these.")
     attacked = asyncio.run(run_async(cfg, tmp_path / "fallback", engines=broken))
-    assert "fallback" in attacked.rounds[0]["aggregation"]
-    assert attacked.rounds[0]["global_prompt"] == attacked.data["initial"]["prompt"]
-    assert FORMAT_MARK in attacked.rounds[0]["global_prompt"]
+    entry = attacked.rounds[0]
+    assert "the best on validation" in entry["aggregation"]["fallback"]
+    attacker = next(c for c in entry["clients"] if c["client"] == 2)
+    assert entry["global_prompt"] != attacker["prompt"]
+    assert FORMAT_MARK in entry["global_prompt"]
 
 
 def test_an_undefended_flood_stops_the_run_with_one_clear_line(tmp_path):
@@ -347,6 +350,7 @@ def test_a_huge_merge_reply_never_becomes_the_global_prompt(tmp_path):
     huge = with_merge_reply(cfg, f"<MERGED_PROMPT>{rules}</MERGED_PROMPT>")
     results = asyncio.run(run_async(cfg, tmp_path, engines=huge))
     entry = results.rounds[0]
-    assert entry["global_prompt"] == results.data["initial"]["prompt"]
+    kept = [results.data["initial"]["prompt"], *(c["prompt"] for c in entry["clients"])]
+    assert entry["global_prompt"] in kept and len(entry["global_prompt"]) < 4000
     assert "merged prompt too long" in entry["aggregation"]["fallback"]
     assert (tmp_path / "results.json").stat().st_size < 200_000

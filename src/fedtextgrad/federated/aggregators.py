@@ -114,8 +114,10 @@ async def aggregate(method: str, uploads: Sequence[Upload], ctx: AggregationCont
     else:
         result = await AGGREGATORS[method](uploads, ctx)
     if len(result.prompt) > ctx.max_chars:  # refused, not cut: a cut prompt loses rules silently
-        result = _fallback(
-            ctx, f"merged prompt too long ({len(result.prompt)} > {ctx.max_chars} characters)"
+        result = await _fallback(
+            uploads,
+            ctx,
+            f"merged prompt too long ({len(result.prompt)} > {ctx.max_chars} characters)",
         )
     result.info["method"] = method
     return result
@@ -134,13 +136,16 @@ async def _merge(uploads: Sequence[Upload], ctx: AggregationContext, principle: 
             f"<CLIENT_PROMPT {i}>\n{body}\n</CLIENT_PROMPT {i}>" for i, body in enumerate(bodies, 1)
         )
         request = SUMMARIZE.format(role=objective.role, principle=principle, prompts=listing)
-        reply = await ctx.llm.ask(request, purpose="aggregation", max_tokens=ctx.max_tokens)
+        # A merge keeps every client's rules: room for all of them (~3 characters a token).
+        tokens = max(ctx.max_tokens, sum(map(len, bodies)) // 3)
+        reply = await ctx.llm.ask(request, purpose="aggregation", max_tokens=tokens)
         span, truncated = repairs.last_tagged(reply, "MERGED_PROMPT")
     if truncated:  # a reply cut off at max_tokens: its text is an unfinished merge
-        return _fallback(ctx, "merge reply cut off before </MERGED_PROMPT>", truncated=True)
+        why = "merge reply cut off before </MERGED_PROMPT>"
+        return await _fallback(uploads, ctx, why, truncated=True)
     merged = repairs.tidy(objective.without_format(span)) if span else ""
     if not merged:
-        return _fallback(ctx, "malformed merge reply")
+        return await _fallback(uploads, ctx, "malformed merge reply")
     return Aggregate(f"{merged}\n{objective.answer_format}", {"merged": len(uploads)})
 
 
@@ -151,10 +156,23 @@ def _paper_request(uploads: Sequence[Upload], principle: str) -> str:
     return f"{request}\n\n{paper.UID_SENTENCE}" if principle else request
 
 
-def _fallback(ctx: AggregationContext, why: str, *, truncated: bool = False) -> Aggregate:
-    # A failed merge must not lose the run; keeping the previous global prompt makes the round
-    # a no-op, where picking an upload would trust the clients' self-reported accuracy.
-    info: dict = {"fallback": f"{why}; kept the previous global prompt"}
-    if truncated:
-        info["truncated"] = True
-    return Aggregate(ctx.previous, info)
+async def _fallback(
+    uploads: Sequence[Upload], ctx: AggregationContext, why: str, *, truncated: bool = False
+) -> Aggregate:
+    """A failed merge must neither lose the run nor the clients' learning: the best of the
+    previous global prompt and the uploads on the server's own validation data (ties keep the
+    previous one; a client's self-reported accuracy is never trusted). Without validation data,
+    the previous prompt: the round is a no-op."""
+    info: dict = {"truncated": True} if truncated else {}
+    candidates = [ctx.previous]
+    candidates += [u.prompt for u in uploads if len(u.prompt) <= ctx.max_chars]
+    candidates = list(dict.fromkeys(candidates))
+    if ctx.validate is None or len(candidates) == 1:
+        return Aggregate(
+            ctx.previous, {"fallback": f"{why}; kept the previous global prompt", **info}
+        )
+    scores = await asyncio.gather(*(ctx.validate(c) for c in candidates))
+    best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+    kept = "the previous global prompt" if best == 0 else "an upload"
+    info |= {"fallback": f"{why}; kept {kept}, the best on validation", "scores": scores}
+    return Aggregate(candidates[best], info)

@@ -238,12 +238,16 @@ class Server:
         }
 
     async def _acceptance(self, aggregate: str, val: dict, previous: str) -> dict:
-        """`federation.acceptance = "no_worse"`: an aggregate that scores below the global prompt
-        it replaces on validation is not broadcast (the aggregator is an LLM and can be wrong)."""
-        if self.config.federation.acceptance == "always" or aggregate == previous:
+        """`federation.acceptance`: an aggregate is broadcast only if it scores higher than the
+        global prompt it replaces on validation ("improves"; a tie is no evidence for a change,
+        and each change drifts), or not lower ("no_worse"). The aggregator is an LLM: it can be
+        wrong."""
+        rule = self.config.federation.acceptance
+        if rule == "always" or aggregate == previous:
             return {}
-        before = (await self.evaluate(previous, self.data.val))["accuracy"]
-        return {"before": before, "after": val["accuracy"], "accepted": val["accuracy"] >= before}
+        before, after = (await self.evaluate(previous, self.data.val))["accuracy"], val["accuracy"]
+        accepted = after > before if rule == "improves" else after >= before
+        return {"before": before, "after": after, "accepted": accepted}
 
     async def _uid(self, prompt: str) -> dict:
         """The prompt's surprisal profile under the forward engine, when eval.uid_metrics is on."""
