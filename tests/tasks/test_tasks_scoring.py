@@ -140,3 +140,9 @@ def test_canonical_number() -> None:
     assert scoring.canonical_number("-0") == "0"
     assert scoring.canonical_number("twelve") is None
     assert scoring.canonical_number("nan") is None
+
+
+def test_a_preamble_before_the_sorted_words_is_not_part_of_the_answer():
+    response = "Answer: The sorted words are: apple banana cherry"
+    assert scoring.extract_words(response) == "apple banana cherry"
+    assert scoring.score("words", response, "apple banana cherry") == 1.0

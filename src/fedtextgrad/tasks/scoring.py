@@ -146,8 +146,10 @@ def _final_line(response: str) -> str:
 
 
 def extract_words(response: str) -> str | None:
-    """The answered word sequence, normalized; None if empty."""
-    return normalize_words(_final_line(response)) or None
+    """The answered word sequence, normalized; None if empty. A preamble ending in a colon
+    ("Answer: The sorted words are: apple banana") is not part of it."""
+    line = _final_line(response)
+    return normalize_words(line.rsplit(":", 1)[-1] if ":" in line else line) or None
 
 
 def normalize_text(text: str) -> str:
