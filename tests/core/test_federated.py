@@ -225,3 +225,15 @@ def test_an_aggregate_that_only_ties_the_global_prompt_is_broadcast_only_if_no_w
     server.evaluate = evaluate
     check = asyncio.run(server._acceptance("merged", {"accuracy": 0.5}, "previous"))
     assert check == {"before": 0.5, "after": 0.5, "accepted": broadcast}
+
+
+def test_the_run_keeps_the_test_replies_of_the_initial_and_final_prompts(tmp_path):
+    cfg = config()
+    results = asyncio.run(run_async(cfg, tmp_path, engines=toy_engines(cfg)))
+    for name, part in (("initial_test", "initial"), ("final_test", "final")):
+        lines = (tmp_path / "replies" / f"{name}.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert len(rows) == cfg.eval.test_size
+        assert [r["score"] for r in rows] == results.data[part]["test_scores"]
+        assert all(r["response"] and r["input"] and r["target"] for r in rows)
+    assert "attempts" not in json.dumps(results.data)

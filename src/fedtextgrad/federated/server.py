@@ -191,7 +191,12 @@ class Server:
         }
         overall = sum(by_task.values()) / len(by_task) if len(by_task) > 1 else accuracy(attempts)
         scores = [a.score for a in attempts]
-        self._scored[key] = {"accuracy": overall, "by_task": by_task, "scores": scores}
+        self._scored[key] = {
+            "accuracy": overall,
+            "by_task": by_task,
+            "scores": scores,
+            "attempts": attempts,  # not for results.json: the replies go to replies/*.jsonl
+        }
         return self._scored[key]
 
     async def _initial(self) -> dict:
@@ -201,6 +206,7 @@ class Server:
             self.evaluate(prompt, self.data.val), self.evaluate(prompt, self.data.test, "test")
         )
         self._emit("initial", val_accuracy=val["accuracy"], test_accuracy=test["accuracy"])
+        self.store.write_replies("initial_test", test["attempts"])
         return {
             "prompt": prompt,
             "prompt_tokens": await self.engines.forward.count_tokens(prompt),
@@ -231,6 +237,8 @@ class Server:
         before = await self.evaluate(initial["prompt"], self.data.test, "test")
         self.store.write_prompt("final", best_prompt)
         self.store.write_prompt("last", last_prompt)
+        self.store.write_replies("final_test", test[best_prompt]["attempts"])
+        self.store.write_replies("last_test", test[last_prompt]["attempts"])
         return {
             **_tested(best_prompt, best_round, best_val, test[best_prompt]),
             "paired": paired(before["scores"], test[best_prompt]["scores"]).to_dict(),

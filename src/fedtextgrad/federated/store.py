@@ -8,18 +8,22 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedtextgrad.artifacts import append_line, write_atomic
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.redaction import redact_data
 
+if TYPE_CHECKING:
+    from fedtextgrad.textgrad import Attempt
+
 LOCK = "run.lock"
 # What a run writes into its directory besides results.json and events.jsonl (and flower/, the
 # deployment of `--runtime flower`, made before the run owns the directory).
-OUTPUTS = ("prompts", "report.md", "accuracy.png")
+OUTPUTS = ("prompts", "replies", "report.md", "accuracy.png")
 
 
 class RunStore:
@@ -71,6 +75,24 @@ class RunStore:
 
     def write_prompt(self, name: str, text: str) -> None:
         write_atomic(self.dir / "prompts" / f"{name}.txt", text + "\n")
+
+    def write_replies(self, name: str, attempts: Sequence[Attempt]) -> None:
+        """replies/NAME.jsonl: each example with the model's whole reply, what was read from it
+        and its score, so that a result can be audited."""
+        lines = (
+            json.dumps(
+                {
+                    "input": a.example.input,
+                    "target": a.example.target,
+                    "response": a.response,
+                    "answer": a.answer,
+                    "score": a.score,
+                },
+                ensure_ascii=False,
+            )
+            for a in attempts
+        )
+        write_atomic(self.dir / "replies" / f"{name}.jsonl", "".join(f"{line}\n" for line in lines))
 
     def event(self, event: str, **data: object) -> dict:
         record = redact_data({"time": round(time.time(), 3), "event": event, **data})
