@@ -280,7 +280,7 @@ def test_an_instruction_induced_from_the_batch_is_a_candidate_the_gate_can_keep(
 
     result = asyncio.run(main())
     (step,) = result.steps
-    assert step.accepted and step.candidates == 2
+    assert step.accepted and step.candidates == 2 and step.chosen == "induced"
     assert result.prompt.startswith("Write the plural of the word.")
     (request,) = seen  # every pair of the batch, right or wrong, with its expected output
     assert request.count("Expected output:") == 3 and task.initial_prompt not in request

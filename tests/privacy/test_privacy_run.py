@@ -25,7 +25,12 @@ def config(**privacy):
                 "general_rules": False,
                 "induce": False,  # one rewrite per step: the tables count them
             },
-            "federation": {"clients": 2, "rounds": 2, "aggregation": "concat"},
+            "federation": {
+                "clients": 2,
+                "rounds": 2,
+                "aggregation": "concat",
+                "acceptance": "always",  # every aggregate is broadcast: the audit must see it
+            },
             "eval": {"val_size": 2, "test_size": 2},
             "llm": {"cache": False},
             "privacy": {"canaries": 4, **privacy},

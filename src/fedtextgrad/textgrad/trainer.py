@@ -44,6 +44,7 @@ class StepRecord:
     outcome: str = ""  # an Outcome
     candidates: int = 0  # distinct rewrites the gate compared
     dropped: list[str] = field(default_factory=list)  # sentences naming the batch's examples
+    chosen: str = ""  # where the kept candidate came from: "rewrite" or "induced" (ours)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,9 +166,11 @@ class LocalTrainer:
 
     async def _propose(
         self, prompt: str, attempts: list[Attempt], memory: Memory, record: StepRecord
-    ) -> list[str]:
-        """The method's feedback and update: the distinct usable rewrites (maybe none)."""
+    ) -> dict[str, str]:
+        """The method's feedback and update: the distinct usable rewrites (maybe none), each
+        with its source ("rewrite", or "induced" from the batch's pairs)."""
         cfg, llm = self.config, self.feedback_llm
+        induced: list[Update] = []
         momentum = slice(-cfg.momentum, None) if cfg.momentum else slice(0)
         if cfg.method == "paper":
             record.feedback = await paper.feedback(
@@ -210,7 +213,11 @@ class LocalTrainer:
             )
             updates = rewrites + induced
         record.dropped = list(dict.fromkeys(s for u in updates for s in u.dropped))
-        candidates = list(dict.fromkeys(u.prompt for u in updates if u.prompt is not None))
+        sources = ["rewrite"] * (len(updates) - len(induced)) + ["induced"] * len(induced)
+        candidates: dict[str, str] = {}  # prompt -> where it came from; the first of equals
+        for u, source in zip(updates, sources, strict=True):
+            if u.prompt is not None:
+                candidates.setdefault(u.prompt, source)
         if not candidates:
             copied = all(u.reason.startswith("the rewrite is the current") for u in updates)
             record.outcome = Outcome.UNCHANGED if copied else Outcome.REJECTED
@@ -253,7 +260,7 @@ class LocalTrainer:
     async def _gate(
         self,
         prompt: str,
-        candidates: list[str],
+        sources: dict[str, str],
         attempts: list[Attempt],
         memory: Memory,
         record: StepRecord,
@@ -261,10 +268,11 @@ class LocalTrainer:
         """Keep the best candidate if the gate prefers it to the old prompt. Returns the kept
         prompt and its minibatch accuracy (None when not scored)."""
         cfg, batch = self.config, [a.example for a in attempts]
+        candidates = list(sources)
         record.candidates = len(candidates)
         if cfg.resolved_gate == "none":
             record.accepted, record.outcome = True, Outcome.ACCEPTED
-            record.reason = "accepted (no gate)"
+            record.reason, record.chosen = "accepted (no gate)", sources[candidates[0]]
             return candidates[0], None
         where = {"select": "batch+holdout", "batch": "batch", "validation": "validation"}
         scored_on = {
@@ -275,6 +283,7 @@ class LocalTrainer:
         if not scored_on:
             record.accepted, record.outcome = True, Outcome.ACCEPTED
             record.reason = "accepted (no validation data for the gate)"
+            record.chosen = sources[candidates[0]]
             return candidates[0], None
         old_attempts, *scored = await asyncio.gather(
             self._attempts(prompt, scored_on, "gate")
@@ -299,6 +308,7 @@ class LocalTrainer:
         kept, kept_attempts = (
             (candidates[best], scored[best]) if accepted else (prompt, old_attempts)
         )
+        record.chosen = sources[candidates[best]] if accepted else ""
         if cfg.resolved_gate == "validation":
             return kept, (None if accepted else record.batch_accuracy)
         return kept, tg.accuracy(kept_attempts[: len(batch)])  # the minibatch comes first
