@@ -125,6 +125,12 @@ def test_each_finished_run_has_its_own_report(sweep_dir):
     assert "test 0.00 -> 1.00 (+100 pts, 95% CI +100..+100, n=" in report
     assert "| round | val acc |" in report and "![accuracy by round](accuracy.png)" in report
     png_size(run / "accuracy.png")
+    # How the prompt evolved: each step's verdict, and the new global prompt as a diff.
+    evolution = report[report.index("## How the prompt evolved") :]
+    assert "### Round 1" in evolution and "| client | step | batch acc |" in evolution
+    assert "accepted" in evolution or "reverted" in evolution
+    diff = evolution[evolution.index("```diff") :].splitlines()[1:]
+    assert any(line.startswith("+ ") for line in diff[: diff.index("```")])
 
 
 def test_report_command_and_its_errors(sweep_dir, tmp_path):

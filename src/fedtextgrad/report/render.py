@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import difflib
 import html
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedtextgrad import text
 from fedtextgrad.artifacts import write_atomic
 from fedtextgrad.report import plots
 from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table, tokens_used
@@ -201,9 +203,50 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
             row.append(_uid_cell(entry.get("uid")))
     lines += [markdown_table(header, rows), "", "![accuracy by round](accuracy.png)", ""]
     lines += ["## Final prompt", "", "```text", final["prompt"], "```", ""]
+    lines += evolution(results)
     path = run_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path
+
+
+def evolution(results: dict) -> list[str]:
+    """How the prompt evolved, round by round: each client's local steps (scores, verdict, where
+    the kept candidate came from) and the new global prompt as a diff of sentences against the
+    previous one."""
+    lines = ["## How the prompt evolved", ""]
+    previous = results["initial"]["prompt"]
+    for entry in results["rounds"]:
+        lines += [f"### Round {entry['round']}", ""]
+        rows = [
+            [
+                str(client["client"]),
+                str(step["step"]),
+                f"{step['batch_accuracy']:.2f}",
+                "" if step["candidate_accuracy"] is None else f"{step['candidate_accuracy']:.2f}",
+                step.get("chosen", ""),
+                step["reason"],
+            ]
+            for client in entry["clients"]
+            for step in client["steps"]
+        ]
+        header = ["client", "step", "batch acc", "best candidate", "kept", "verdict"]
+        lines += [markdown_table(header, rows), ""] if rows else []
+        prompt = entry["global_prompt"]
+        if prompt == previous:
+            lines += ["The global prompt did not change.", ""]
+        else:
+            lines += ["```diff", *_sentence_diff(previous, prompt), "```", ""]
+        previous = prompt
+    return lines
+
+
+def _sentence_diff(before: str, after: str) -> list[str]:
+    """`- ` removed, `+ ` added, `  ` kept: one sentence a line."""
+
+    def split(prompt: str) -> list[str]:
+        return [prompt[start:end].strip() for start, end in text.sentences(prompt)]
+
+    return [line for line in difflib.ndiff(split(before), split(after)) if line[:1] in "-+ "]
 
 
 def _engines(engines: dict) -> str:
