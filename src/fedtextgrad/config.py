@@ -56,8 +56,10 @@ class TaskConfig(_Section):
 
 
 class TrainConfig(_Section):
-    method: Literal["ours", "paper"] = Field(
-        "ours", description="ours, or the paper's TextGrad step and merges (docs/method.md)"
+    method: Literal["ours", "paper", "induce"] = Field(
+        "ours",
+        description="ours, the paper's TextGrad step and merges, or the induce baseline: one "
+        "instruction-induction request from the batch's pairs, kept ungated (docs/method.md)",
     )
     batch_size: int = Field(3, ge=1)
     local_steps: int = Field(3, ge=1)
@@ -93,7 +95,7 @@ class TrainConfig(_Section):
 
     @property
     def resolved_gate(self) -> str:
-        return self.gate or ("batch" if self.method == "paper" else "select")
+        return self.gate or {"paper": "batch", "induce": "none"}.get(self.method, "select")
 
 
 class FederationConfig(_Section):

@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -168,8 +169,11 @@ class Sweep:
         }
 
 
-def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
-    """Read and validate a sweep file and every run config it expands to."""
+def load_sweep(
+    path: str | Path, overrides: list[str] | None = None, only: list[str] | None = None
+) -> Sweep:
+    """Read and validate a sweep file and every run config it expands to; with `only`, keep
+    the runs whose name matches one of its glob patterns (a chunk of a long sweep)."""
     path = Path(path)
     raw = read_toml(path, "sweep")
     try:
@@ -196,6 +200,10 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
                 raise FedTextGradError(f"{path}: run {_run_name(label, seed)}: {error}") from None
             sweep.runs.append(SweepRun(_run_name(label, seed), label, seed, settings, config))
     _unique_names(sweep.runs)
+    if only:
+        sweep.runs = [r for r in sweep.runs if any(fnmatch(r.name, p) for p in only)]
+        if not sweep.runs:
+            raise FedTextGradError(f"--only {' '.join(only)} matches no run of {path}")
     return sweep
 
 
@@ -361,10 +369,14 @@ def command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the runs and their status; run nothing.")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Only the runs whose name matches: --only 'paper__*seed=0'"),
+    ] = None,
 ) -> None:
     """Run a grid of experiments × seeds, skipping complete runs and resuming interrupted ones;
     then write a report into OUT/report."""
-    sweep = load_sweep(sweep_file, overrides)
+    sweep = load_sweep(sweep_file, overrides, only)
     out = out or Path("runs") / sweep.name
     if dry_run:
         for run in sweep.runs:

@@ -148,6 +148,23 @@ def test_past_prompts_and_scores_are_shown_to_the_optimizer_worst_first():
     asyncio.run(main())
 
 
+def test_the_scored_history_is_kept_across_rounds_and_scored_on_the_holdout():
+    # With one local step a round, a history kept per round was always empty when read.
+    async def main():
+        llm = candidates_world(good_seed=-1)
+        trainer = _trainer(llm, candidates=2, history=4, holdout=4)
+        for round_number in (1, 2):
+            await trainer.train(TASK.initial_prompt, steps=1, round_number=round_number)
+        updates = [
+            r[-1]["content"] for r in llm.backend.requests if "<CURRENT_PROMPT>" in r[-1]["content"]
+        ]
+        assert "<PAST_PROMPTS>" not in updates[0]
+        assert "<PAST_PROMPTS>" in updates[-1] and "Score 0.00:" in updates[-1]
+        assert TASK.initial_prompt in trainer.history  # scored on the 4 held-out examples
+
+    asyncio.run(main())
+
+
 def test_no_holdout_when_the_data_cannot_spare_it():
     small = LocalTrainer(None, None, OBJECTIVE, TASK.train[:5], [], TrainConfig(holdout=4), "s")
     assert small.holdout == [] and len(small.train_set) == 5

@@ -256,10 +256,12 @@ def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():
     )
 
 
-def test_an_instruction_induced_from_the_batch_is_a_candidate_the_gate_can_keep():
-    task = load_task("ii_singular_to_plural", train_size=12, val_size=2, test_size=1)
+PLURALS = load_task("ii_singular_to_plural", train_size=12, val_size=2, test_size=1)
+
+
+def induction_world(task, seen: list[str]):
+    """Induction finds the task; a feedback rewrite adds a rule that does not help."""
     plural = {ex.input: ex.target for ex in task.train}
-    seen: list[str] = []
 
     def responder(messages):
         request = messages[-1]["content"]
@@ -272,18 +274,35 @@ def test_an_instruction_induced_from_the_batch_is_a_candidate_the_gate_can_keep(
             return f"Answer: {plural[request]}"
         return "Answer: maybe"
 
-    async def main():
-        llm = scripted_engine(responder)
-        config = TrainConfig(batch_size=3, candidates=1, holdout=4)
-        learner = LocalTrainer(llm, llm, Objective.of(task), task.train, task.val, config, "s")
-        return await learner.train(task.initial_prompt, steps=1)
+    return scripted_engine(responder)
 
-    result = asyncio.run(main())
+
+def induction_step(llm, **config):
+    task = PLURALS
+    config = TrainConfig(**{"batch_size": 3, "candidates": 1, "holdout": 4, **config})
+    learner = LocalTrainer(llm, llm, Objective.of(task), task.train, task.val, config, "s")
+    return asyncio.run(learner.train(task.initial_prompt, steps=1))
+
+
+def test_an_instruction_induced_from_the_batch_is_a_candidate_the_gate_can_keep():
+    task, seen = PLURALS, []
+    result = induction_step(induction_world(task, seen))
     (step,) = result.steps
     assert step.accepted and step.candidates == 2 and step.chosen == "induced"
     assert result.prompt.startswith("Write the plural of the word.")
     (request,) = seen  # every pair of the batch, right or wrong, with its expected output
     assert request.count("Expected output:") == 3 and task.initial_prompt not in request
+
+
+def test_the_induce_baseline_makes_one_request_and_keeps_its_answer_ungated():
+    seen: list[str] = []
+    llm = induction_world(PLURALS, seen)
+    result = induction_step(llm, method="induce", batch_size=5)
+    (step,) = result.steps
+    assert len(seen) == 1 and seen[0].count("Expected output:") == 5
+    assert set(llm.usage.by_purpose) == {"forward", "update"}  # no feedback, no gate
+    assert step.accepted and step.chosen == "induced" and step.reason == "accepted (no gate)"
+    assert result.prompt.startswith("Write the plural of the word.")
 
 
 def test_a_label_that_several_targets_share_is_not_example_specific():

@@ -84,3 +84,23 @@ def test_a_server_side_error_reaches_the_caller_as_one_line(tmp_path, toy_server
     with pytest.raises(FedTextGradError, match="already holds a run: pass --resume"):
         asyncio.run(run_async(cfg, tmp_path, runtime="flower"))
     assert flower_processes(tmp_path) == []
+
+
+def test_a_clientapp_keeps_its_scored_history_in_the_node_state_across_rounds(toy_server):
+    # The ClientApp rebuilds its client every round: the history must survive in context.state.
+    from types import SimpleNamespace
+
+    from flwr.app import Context, RecordDict
+
+    from fedtextgrad.flower import apps, messages
+
+    config = settings(toy_server.url)
+    config["task"]["train_size"] = 24  # enough for each client's holdout of 4
+    text = messages.config_to_text(load_config(config))
+    context = Context(0, 0, {"partition-id": 0}, RecordDict(), {"experiment": text})
+    for round_number, prompt in ((1, "Answer."), (2, "Count.")):
+        content = messages.train_content(0, round_number, prompt, 1)
+        asyncio.run(apps._train(SimpleNamespace(content=content), context))
+        history = context.state[apps.HISTORY]
+        assert "Answer." in history["prompts"]  # round 1's scores, kept through round 2
+    assert "Count." in history["prompts"]

@@ -41,6 +41,20 @@ def test_grid_seeds_and_variants_expand_into_named_runs(tmp_path):
     assert len({r.name for r in sweep.runs}) == 8
 
 
+def test_only_keeps_the_runs_whose_name_matches(tmp_path):
+    path = write(
+        tmp_path, 'base = "base.toml"\nseeds = [0, 1]\n[grid]\ntrain.batch_size = [1, 2]\n'
+    )
+    sweep = load_sweep(path, only=["batch_size=2__*", "*=1__seed=0"])
+    assert [r.name for r in sweep.runs] == [
+        "batch_size=1__seed=0",
+        "batch_size=2__seed=0",
+        "batch_size=2__seed=1",
+    ]
+    with pytest.raises(FedTextGradError, match="matches no run"):
+        load_sweep(path, only=["paper__*"])
+
+
 def test_command_line_overrides_reach_every_run(tmp_path):
     path = write(tmp_path, 'base = "base.toml"\n[grid]\n"train.batch_size" = [1, 2]\n')
     sweep = load_sweep(path, ["eval.test_size=4"])

@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -23,6 +23,7 @@ from fedtextgrad.federated.store import RunStore
 from fedtextgrad.flower import messages
 from fedtextgrad.flower.runtime import FlowerRuntime
 
+HISTORY = "fedtextgrad.history"  # context.state: the prompts this client scored, and how well
 server_app = ServerApp()
 client_app = ClientApp()
 
@@ -92,7 +93,16 @@ async def _train(message: Message, context: Context) -> ClientUpdate:
     engines = _client_engines(config)
     try:
         client = build_clients(config, data, engines)[client_id]
-        return await client.run_round(prompt, round_number, local_steps)
+        # The client is rebuilt every round: its scored history lives in the node's state.
+        saved = context.state.get(HISTORY)
+        if isinstance(saved, ConfigRecord):
+            client.trainer.history = dict(zip(saved["prompts"], saved["scores"], strict=True))
+        update = await client.run_round(prompt, round_number, local_steps)
+        history = client.trainer.history
+        context.state[HISTORY] = ConfigRecord(
+            {"prompts": list(history), "scores": list(history.values())}
+        )
+        return update
     finally:
         await engines.aclose()
 

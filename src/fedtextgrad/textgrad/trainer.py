@@ -64,11 +64,10 @@ class TrainResult:
 
 @dataclass
 class Memory:
-    """What the update sees of earlier steps (`train.momentum`, `train.history`)."""
+    """What the update sees of this round's earlier steps (`train.momentum`)."""
 
     feedback: list[str] = field(default_factory=list)  # ours: past feedback
     values: list[str] = field(default_factory=list)  # the paper's momentum: past prompts
-    scored: dict[str, float] = field(default_factory=dict)  # ours: prompts the gate scored
 
 
 class LocalTrainer:
@@ -93,6 +92,9 @@ class LocalTrainer:
         self.extra_rules = list(extra_rules)  # more rules for the update (e.g. privacy)
         self.val_set = list(val)[: config.gate_val_size] if config.gate_val_size else list(val)
         self.train_set, self.holdout = self._hold_out(list(train))
+        # Ours, `train.history`: every prompt the select gate scored, with its accuracy on the
+        # fixed holdout (so scores compare), kept across rounds: the optimizer sees the best.
+        self.history: dict[str, float] = {}
 
     def _hold_out(self, train: list[Example]) -> tuple[list[Example], list[Example]]:
         """The select gate scores on the minibatch plus a fixed slice of the learner's own
@@ -157,7 +159,7 @@ class LocalTrainer:
                 record.outcome = Outcome.NO_ERRORS
                 record.reason = "no errors in the batch: nothing to learn"
             elif candidates := await self._propose(prompt, attempts, memory, record):
-                prompt, kept_score = await self._gate(prompt, candidates, attempts, memory, record)
+                prompt, kept_score = await self._gate(prompt, candidates, attempts, record)
         record.prompt_chars = len(prompt)
         record.tokens = usage.total().tokens_used
         return prompt, record, kept_score
@@ -170,13 +172,18 @@ class LocalTrainer:
         """The method's feedback and update: the distinct usable rewrites (maybe none), each
         with its source ("rewrite", or "induced" from the batch's pairs)."""
         cfg, llm = self.config, self.feedback_llm
+        updates: list[Update]
         induced: list[Update] = []
         momentum = slice(-cfg.momentum, None) if cfg.momentum else slice(0)
-        if cfg.method == "paper":
+        specific = self._specific(attempts, prompt)
+        limits = {"max_chars": cfg.max_prompt_chars, "max_tokens": cfg.update_max_tokens}
+        if cfg.method == "induce":  # the baseline: no feedback, one induced instruction
+            updates = induced = await self._induce(prompt, attempts, specific, limits)
+        elif cfg.method == "paper":
             record.feedback = await paper.feedback(
                 llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
             )
-            updates: list[Update] = [
+            updates = [
                 await paper.update(
                     llm,
                     prompt,
@@ -192,8 +199,6 @@ class LocalTrainer:
                 llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
             )
             record.feedback = await tg.combine(llm, pieces, max_tokens=cfg.feedback_max_tokens)
-            specific = self._specific(attempts, prompt)
-            limits = {"max_chars": cfg.max_prompt_chars, "max_tokens": cfg.update_max_tokens}
             rewrites, induced = await asyncio.gather(
                 tg.update(
                     llm,
@@ -203,7 +208,7 @@ class LocalTrainer:
                     wrong=sum(a.score < 1 for a in attempts),
                     total=len(attempts),
                     memory=memory.feedback[momentum],
-                    history=self._history(memory),
+                    history=self._history(),
                     rules=self.extra_rules,
                     specific=specific,
                     candidates=cfg.candidates,
@@ -228,7 +233,7 @@ class LocalTrainer:
         self, prompt: str, attempts: list[Attempt], specific: set[str], limits: dict
     ) -> list[Update]:
         """Ours, `train.induce`: one more candidate, induced from the batch's pairs."""
-        if not self.config.induce:
+        if not self.config.induce and self.config.method != "induce":
             return []
         llm, rules = self.feedback_llm, self.extra_rules
         return [
@@ -249,11 +254,11 @@ class LocalTrainer:
         known = [prompt, self.objective.role, *self.objective.formats, *labels]
         return set(text.specific_tokens(sources, known))
 
-    def _history(self, memory: Memory) -> list[tuple[str, float]]:
+    def _history(self) -> list[tuple[str, float]]:
         """The best prompts scored so far, worst first (OPRO's order)."""
         if not self.config.history:
             return []
-        return sorted(memory.scored.items(), key=lambda item: item[1])[-self.config.history :]
+        return sorted(self.history.items(), key=lambda item: item[1])[-self.config.history :]
 
     # -- gate ---------------------------------------------------------------------------------
 
@@ -262,7 +267,6 @@ class LocalTrainer:
         prompt: str,
         sources: dict[str, str],
         attempts: list[Attempt],
-        memory: Memory,
         record: StepRecord,
     ) -> tuple[str, float | None]:
         """Keep the best candidate if the gate prefers it to the old prompt. Returns the kept
@@ -293,7 +297,12 @@ class LocalTrainer:
         )
         old = tg.accuracy(old_attempts)
         scores = [tg.accuracy(s) for s in scored]
-        memory.scored |= {prompt: old, **dict(zip(candidates, scores, strict=True))}
+        if self.holdout and cfg.resolved_gate == "select":  # the holdout comes last
+            held = [old_attempts, *scored]
+            self.history |= {
+                p: tg.accuracy(a[len(batch) :])
+                for p, a in zip([prompt, *candidates], held, strict=True)
+            }
         best = max(range(len(candidates)), key=lambda i: (scores[i], -len(candidates[i])))
         new = scores[best]
         accepted = {
