@@ -236,4 +236,5 @@ def test_the_run_keeps_the_test_replies_of_the_initial_and_final_prompts(tmp_pat
         assert len(rows) == cfg.eval.test_size
         assert [r["score"] for r in rows] == results.data[part]["test_scores"]
         assert all(r["response"] and r["input"] and r["target"] for r in rows)
+        assert {r["finish_reason"] for r in rows} == {"stop"}
     assert "attempts" not in json.dumps(results.data)

@@ -8,7 +8,7 @@ import pytest
 from scripted import RULE, toy_responder
 
 from fedtextgrad.config import TrainConfig
-from fedtextgrad.llm import scripted_engine
+from fedtextgrad.llm import Completion, scripted_engine
 from fedtextgrad.tasks import Example, load_task
 from fedtextgrad.textgrad import (
     LocalTrainer,
@@ -31,6 +31,10 @@ def toy(**kw):
     return scripted_engine(lambda m: toy_responder(m, targets=TARGETS), **kw)
 
 
+def replies(*texts: str) -> list[Completion]:
+    return [Completion(text, 0, 0) for text in texts]
+
+
 def test_forward_and_score():
     async def main():
         llm = toy()
@@ -39,6 +43,8 @@ def test_forward_and_score():
         assert [a.score for a in score(OBJECTIVE, TASK.train[:3], good)] == [1.0] * 3
         attempts = score(OBJECTIVE, TASK.train[:3], bad)
         assert [a.score for a in attempts] == [0.0] * 3 and attempts[0].answer == "999"
+        cut = Completion("Answer: 1", 5, 24, finish_reason="length")  # kept, to audit
+        assert score(OBJECTIVE, TASK.train[:1], [cut])[0].finish_reason == "length"
 
     asyncio.run(main())
 
@@ -47,7 +53,7 @@ def test_feedback_is_asked_only_for_wrong_answers():
     async def main():
         llm = toy()
         responses = [f"Answer: {TASK.train[0].target}", "Answer: 999", "no idea"]
-        attempts = score(OBJECTIVE, TASK.train[:3], responses)
+        attempts = score(OBJECTIVE, TASK.train[:3], replies(*responses))
         pieces = await feedback(llm, TASK.initial_prompt, OBJECTIVE, attempts, max_tokens=64)
         assert len(pieces) == 2
         asked = [m[-1]["content"] for m in llm.backend.requests]
@@ -313,6 +319,6 @@ def test_a_label_that_several_targets_share_is_not_example_specific():
         Example("third sentence pair", "quokka", task.name),
     ]
     learner = LocalTrainer(None, None, Objective.of(task), task.train, task.val, TrainConfig(), 0)
-    attempts = score(Objective.of(task), batch, ["Answer: x"] * 3)
+    attempts = score(Objective.of(task), batch, replies(*["Answer: x"] * 3))
     specific = learner._specific(attempts, task.initial_prompt)
     assert "quokka" in specific and "zygote" not in specific  # a label is the task's, not one's

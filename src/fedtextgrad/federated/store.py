@@ -87,6 +87,7 @@ class RunStore:
                     "response": a.response,
                     "answer": a.answer,
                     "score": a.score,
+                    "finish_reason": a.finish_reason,
                 },
                 ensure_ascii=False,
             )

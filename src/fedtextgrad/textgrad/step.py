@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from fedtextgrad.llm import LLM, Message
+from fedtextgrad.llm import LLM, Completion, Message
 from fedtextgrad.tasks import Example, Task
 from fedtextgrad.textgrad import repairs, templates
 
@@ -89,6 +89,7 @@ class Attempt:
     response: str
     answer: str | None
     score: float
+    finish_reason: str = "stop"  # "length": the reply was cut off at max_tokens
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,9 @@ class Update:
 
 async def forward(
     llm: LLM, prompt: str, examples: Sequence[Example], *, max_tokens: int, purpose: str = "forward"
-) -> list[str]:
+) -> list[Completion]:
     """The forward model answers every example under `prompt`, all requests in flight at once."""
-    replies = await asyncio.gather(
+    return await asyncio.gather(
         *(
             llm.chat(
                 [{"role": "system", "content": prompt}, {"role": "user", "content": ex.input}],
@@ -112,15 +113,20 @@ async def forward(
             for ex in examples
         )
     )
-    return [reply.text for reply in replies]
 
 
 def score(
-    objective: Objective, examples: Sequence[Example], responses: Sequence[str]
+    objective: Objective, examples: Sequence[Example], replies: Sequence[Completion]
 ) -> list[Attempt]:
     return [
-        Attempt(ex, response, objective.extract(ex, response), objective.score(ex, response))
-        for ex, response in zip(examples, responses, strict=True)
+        Attempt(
+            ex,
+            reply.text,
+            objective.extract(ex, reply.text),
+            objective.score(ex, reply.text),
+            reply.finish_reason,
+        )
+        for ex, reply in zip(examples, replies, strict=True)
     ]
 
 
@@ -138,7 +144,7 @@ async def judge(llm: LLM, attempts: Sequence[Attempt]) -> list[Attempt]:
             max_tokens=8,
         )
         correct = verdict.strip().upper().startswith("CORRECT")
-        return Attempt(attempt.example, attempt.response, attempt.answer, float(correct))
+        return replace(attempt, score=float(correct))
 
     return list(await asyncio.gather(*(one(a) for a in attempts)))
 
@@ -152,8 +158,8 @@ async def evaluate(
     max_tokens: int,
     purpose: str = "evaluation",
 ) -> list[Attempt]:
-    responses = await forward(llm, prompt, examples, max_tokens=max_tokens, purpose=purpose)
-    return score(objective, examples, responses)
+    replies = await forward(llm, prompt, examples, max_tokens=max_tokens, purpose=purpose)
+    return score(objective, examples, replies)
 
 
 def accuracy(attempts: Sequence[Attempt]) -> float:
