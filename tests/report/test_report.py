@@ -130,7 +130,8 @@ def test_each_finished_run_has_its_own_report(sweep_dir):
     assert "### Round 1" in evolution and "| client | step | batch acc |" in evolution
     assert "accepted" in evolution or "reverted" in evolution
     diff = evolution[evolution.index("```diff") :].splitlines()[1:]
-    assert any(line.startswith("+ ") for line in diff[: diff.index("```")])
+    added = [line for line in diff[: diff.index("```")] if line.startswith("+ ")]
+    assert added and any("(from client" in line for line in added)  # who contributed the rule
 
 
 def test_report_command_and_its_errors(sweep_dir, tmp_path):
@@ -252,3 +253,60 @@ def test_a_heterogeneous_study_reports_the_accuracy_of_every_task(tmp_path):
     assert "test acc bbh_object_counting" in header
     assert "test acc bbh_multistep_arithmetic_two" in header
     assert all(cell != "–" for row in rows for cell in row)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_a_runs_html_page_shows_the_prompt_diff_and_the_step_verdicts(sweep_dir, tmp_path):
+    page = sweep_dir / "aggregation=concat__seed=0" / "report.html"
+    assert not external_references(page.read_text())
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", DIFF_PROBE + "</body>"))
+    dom = chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.DOTALL)
+    assert found, f"no probe in the DOM: {dom.stderr[-2000:]}"
+    state = json.loads(found.group(1).replace("&quot;", '"'))
+    assert state["added"] and all(height > 0 for height in state["added"])  # drawn, not hidden
+    assert "from client" in state["text"] and (
+        "accepted" in state["text"] or "reverted" in state["text"]
+    )
+    shot = tmp_path / "run.png"
+    chromium(tmp_path, "--window-size=1366,2000", f"--screenshot={shot}", page.as_uri())
+    from matplotlib.image import imread
+
+    assert imread(shot).std() > 0.05
+
+
+DIFF_PROBE = """<script>
+window.addEventListener("load", () => {
+  const added = [...document.querySelectorAll("ul.diff ins")].map(e => e.getBoundingClientRect().height);
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({added, text: document.body.innerText});
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+def test_each_added_sentence_names_the_clients_it_came_from():
+    from fedtextgrad.report.render import prompt_changes
+
+    def client(number: int, prompt: str) -> dict:
+        return {"client": number, "prompt": prompt, "steps": []}
+
+    results = {
+        "initial": {"prompt": "Answer."},
+        "rounds": [
+            {
+                "round": 1,
+                "clients": [client(0, "Answer. Check list 5."), client(1, "Answer. Check list 2.")],
+                "global_prompt": "Answer. Check list 5. Check the lists twice. Mind list 2!",
+            }
+        ],
+    }
+    (change,) = prompt_changes(results)
+    assert change.diff == [
+        (" ", "Answer.", []),
+        ("+", "Check list 5.", [0]),  # exact: only the client that wrote it
+        ("+", "Check the lists twice.", []),  # the merge's own
+        ("+", "Mind list 2!", []),
+    ]

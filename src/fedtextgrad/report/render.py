@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedtextgrad import text
-from fedtextgrad.artifacts import write_atomic
+from fedtextgrad.artifacts import refuse_foreign_report, write_atomic
 from fedtextgrad.report import plots
 from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table, tokens_used
 from fedtextgrad.stats import Paired
@@ -28,6 +28,7 @@ class StudyReport:
 def write_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     """Tables, plots, report.md, summary.json and index.html for the runs under `paths`."""
     out_dir = Path(out_dir)
+    refuse_foreign_report(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reports = [_study_report(study, out_dir) for study in load_studies(paths)]
     summaries = json.dumps([summary(r.study) for r in reports], indent=2, ensure_ascii=False)
@@ -57,14 +58,14 @@ def _study_report(study: Study, out_dir: Path) -> StudyReport:
     return report
 
 
-def _final_prompts(study: Study) -> list[tuple[str, str]]:
-    """(setting, final prompt of its first completed run)."""
-    prompts = []
+def _first_runs(study: Study) -> list[tuple[str, Run]]:
+    """(setting, its first completed run): whose prompts the report shows."""
+    firsts = []
     for setting in study.settings:
         run = next((r for r in setting.runs if r.complete), None)
         if run is not None:
-            prompts.append((f"{setting.title} (seed {run.seed})", run.results["final"]["prompt"]))
-    return prompts
+            firsts.append((f"{setting.title} (seed {run.seed})", run))
+    return firsts
 
 
 # -- Markdown ----------------------------------------------------------------------------------
@@ -90,9 +91,12 @@ def _markdown(reports: list[StudyReport]) -> str:
         for caption, path in report.images:
             parts += ["", f"![{caption}]({path.name})"]
         parts += ["", "<details><summary>Final prompts</summary>", ""]
-        for title, prompt in _final_prompts(study):
-            parts += [f"**{title}**", "", "```text", prompt, "```", ""]
+        for title, run in _first_runs(study):
+            parts += [f"**{title}**", "", "```text", run.results["final"]["prompt"], "```", ""]
         parts.append("</details>")
+        for title, run in _first_runs(study):
+            parts += ["", f"<details><summary>How the prompt evolved: {title}</summary>", ""]
+            parts += [*evolution(run.results), "</details>"]
     return "\n".join(parts) + "\n"
 
 
@@ -110,6 +114,11 @@ figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.85rem; color: #555; }
 pre { white-space: pre-wrap; background: #f8f8f8; padding: 0.6rem; font-size: 0.8rem; }
+ul.diff { list-style: none; padding: 0.6rem; background: #f8f8f8; font-size: 0.85rem; }
+ul.diff li { margin: 0.15rem 0; }
+ul.diff li.add { color: #1a6b1a; } ul.diff li.add::before { content: "+ "; }
+ul.diff li.del { color: #a11; } ul.diff li.del::before { content: "− "; }
+ins { text-decoration: none; background: #e3f7e3; }
 """
 
 
@@ -141,17 +150,31 @@ def _html(reports: list[StudyReport]) -> str:
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
         parts.append("<details><summary>Final prompts</summary>")
-        for title, prompt in _final_prompts(study):
-            parts.append(f"<h4>{html.escape(title)}</h4><pre>{html.escape(prompt)}</pre>")
-        parts.append("</details></section>")
+        for title, run in _first_runs(study):
+            prompt = html.escape(run.results["final"]["prompt"])
+            parts.append(f"<h4>{html.escape(title)}</h4><pre>{prompt}</pre>")
+        parts.append("</details>")
+        for title, run in _first_runs(study):
+            parts.append(
+                f"<details open><summary>How the prompt evolved: {html.escape(title)}</summary>"
+            )
+            parts.append(
+                evolution_html(run.results).removeprefix("<h2>How the prompt evolved</h2>")
+            )
+            parts.append("</details>")
+        parts.append("</section>")
         sections.append("\n".join(parts))
+    body = f"<h1>FedTextGrad report</h1><p>{html.escape(NOTE)}</p>\n" + "\n".join(sections)
+    return _page("FedTextGrad report", body)
+
+
+def _page(title: str, body: str) -> str:
+    """One self-contained page: its style inline, its images as data URIs."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>FedTextGrad report</title><style>{_STYLE}</style></head>\n<body>"
-        f"<h1>FedTextGrad report</h1><p>{html.escape(NOTE)}</p>\n"
-        + "\n".join(sections)
-        + "\n</body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>"
+        f"{body}\n</body></html>\n"
     )
 
 
@@ -159,7 +182,8 @@ def _html(reports: list[StudyReport]) -> str:
 
 
 def write_run_report(run_dir: str | Path, results: dict) -> Path:
-    """report.md and accuracy.png in a run directory, written when the run finishes."""
+    """report.md, report.html (self-contained) and accuracy.png in a run directory, written when
+    the run finishes."""
     run_dir = Path(run_dir)
     run = Run(run_dir, results, {}, results["config"].get("seed", 0))
     plots.save(plots.run_plot(run), run_dir / "accuracy.png")
@@ -201,23 +225,46 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
         rows[0].append(_uid_cell(initial.get("uid")))
         for row, entry in zip(rows[1:], results["rounds"], strict=True):
             row.append(_uid_cell(entry.get("uid")))
+    summary = lines[2:-1]
     lines += [markdown_table(header, rows), "", "![accuracy by round](accuracy.png)", ""]
     lines += ["## Final prompt", "", "```text", final["prompt"], "```", ""]
-    lines += evolution(results)
+    lines += ["## How the prompt evolved", "", *evolution(results)]
     path = run_dir / "report.md"
     write_atomic(path, "\n".join(lines))
+    body = [
+        f"<h1>Run {html.escape(run_dir.name)}</h1>",
+        *(f"<p>{html.escape(line.removeprefix('- '))}</p>" for line in summary if line),
+        html_table(header, rows),
+        f'<figure><img src="{_data_uri(run_dir / "accuracy.png")}" alt="accuracy by round">'
+        "<figcaption>Accuracy by round</figcaption></figure>",
+        f"<h2>Final prompt</h2><pre>{html.escape(final['prompt'])}</pre>",
+        "<h2>How the prompt evolved</h2>",
+        evolution_html(results),
+    ]
+    write_atomic(run_dir / "report.html", _page(f"Run {run_dir.name}", "\n".join(body)))
     return path
 
 
-def evolution(results: dict) -> list[str]:
-    """How the prompt evolved, round by round: each client's local steps (scores, verdict, where
-    the kept candidate came from) and the new global prompt as a diff of sentences against the
-    previous one."""
-    lines = ["## How the prompt evolved", ""]
-    previous = results["initial"]["prompt"]
+@dataclass
+class RoundChange:
+    """What one round did to the global prompt."""
+
+    round: int
+    steps: list[list[str]]  # one row per client step: STEP_HEADER
+    diff: list[tuple[str, str, list[int]]]  # ("-" | "+" | " ", sentence, clients it came from)
+
+
+STEP_HEADER = ["client", "step", "batch acc", "best candidate", "kept", "verdict"]
+SOURCE_SIMILARITY = 0.8  # else an added sentence "came from" an upload with one this similar
+
+
+def prompt_changes(results: dict) -> list[RoundChange]:
+    """Each round's client steps (scores, verdict, where the kept candidate came from), and the
+    new global prompt as a diff of sentences against the previous one; every added sentence
+    names the clients whose uploads hold it (or a near copy)."""
+    changes, previous = [], results["initial"]["prompt"]
     for entry in results["rounds"]:
-        lines += [f"### Round {entry['round']}", ""]
-        rows = [
+        steps = [
             [
                 str(client["client"]),
                 str(step["step"]),
@@ -229,24 +276,86 @@ def evolution(results: dict) -> list[str]:
             for client in entry["clients"]
             for step in client["steps"]
         ]
-        header = ["client", "step", "batch acc", "best candidate", "kept", "verdict"]
-        lines += [markdown_table(header, rows), ""] if rows else []
-        prompt = entry["global_prompt"]
-        if prompt == previous:
+        uploads = {c["client"]: _sentences(c["prompt"]) for c in entry["clients"]}
+        diff = [
+            (mark, sentence, _sources(sentence, uploads) if mark == "+" else [])
+            for mark, sentence in _sentence_diff(previous, entry["global_prompt"])
+        ]
+        changes.append(RoundChange(entry["round"], steps, diff))
+        previous = entry["global_prompt"]
+    return changes
+
+
+def evolution(results: dict) -> list[str]:
+    """The Markdown of `prompt_changes`."""
+    lines = []
+    for change in prompt_changes(results):
+        lines += [f"### Round {change.round}", ""]
+        lines += [markdown_table(STEP_HEADER, change.steps), ""] if change.steps else []
+        if all(mark == " " for mark, _, _ in change.diff):
             lines += ["The global prompt did not change.", ""]
-        else:
-            lines += ["```diff", *_sentence_diff(previous, prompt), "```", ""]
-        previous = prompt
+            continue
+        lines.append("```diff")
+        lines += [f"{mark} {sentence}{_from(clients)}" for mark, sentence, clients in change.diff]
+        lines += ["```", ""]
     return lines
 
 
-def _sentence_diff(before: str, after: str) -> list[str]:
-    """`- ` removed, `+ ` added, `  ` kept: one sentence a line."""
+def evolution_html(results: dict) -> str:
+    """The HTML of `prompt_changes`: removed sentences struck out, added ones marked, each with
+    the clients it came from."""
+    parts = []
+    for change in prompt_changes(results):
+        parts.append(f"<h3>Round {change.round}</h3>")
+        if change.steps:
+            parts.append(html_table(STEP_HEADER, change.steps))
+        if all(mark == " " for mark, _, _ in change.diff):
+            parts.append("<p>The global prompt did not change.</p>")
+            continue
+        items = []
+        for mark, sentence, clients in change.diff:
+            body = html.escape(sentence)
+            if mark == "+":
+                items.append(f'<li class="add"><ins>{body}</ins>{html.escape(_from(clients))}</li>')
+            elif mark == "-":
+                items.append(f'<li class="del"><del>{body}</del></li>')
+            else:
+                items.append(f"<li>{body}</li>")
+        parts.append(f'<ul class="diff">{"".join(items)}</ul>')
+    return "\n".join(parts)
 
-    def split(prompt: str) -> list[str]:
-        return [prompt[start:end].strip() for start, end in text.sentences(prompt)]
 
-    return [line for line in difflib.ndiff(split(before), split(after)) if line[:1] in "-+ "]
+def _from(clients: list[int]) -> str:
+    if not clients:
+        return ""
+    return f"  (from client{'s' if len(clients) > 1 else ''} {', '.join(map(str, clients))})"
+
+
+def _sources(sentence: str, uploads: dict[int, list[str]]) -> list[int]:
+    """The clients whose upload holds the sentence; failing that, a near copy of it (a merge
+    rewords)."""
+    key = sentence.lower()
+    exact = [c for c, sentences in uploads.items() if key in (s.lower() for s in sentences)]
+    if exact:
+        return exact
+
+    def similar(other: str) -> bool:
+        return difflib.SequenceMatcher(None, key, other.lower()).ratio() >= SOURCE_SIMILARITY
+
+    return [c for c, sentences in uploads.items() if any(map(similar, sentences))]
+
+
+def _sentences(prompt: str) -> list[str]:
+    return [prompt[start:end].strip() for start, end in text.sentences(prompt)]
+
+
+def _sentence_diff(before: str, after: str) -> list[tuple[str, str]]:
+    """(mark, sentence): "-" removed, "+" added, " " kept."""
+    return [
+        (line[0], line[2:])
+        for line in difflib.ndiff(_sentences(before), _sentences(after))
+        if line[:1] in "-+ "
+    ]
 
 
 def _engines(engines: dict) -> str:
