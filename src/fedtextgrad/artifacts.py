@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.redaction import redact
 
 
@@ -30,3 +32,21 @@ def append_line(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.write(redact(line) + "\n")
+
+
+def refuse_foreign(
+    directory: Path, outputs: Sequence[str], marks: Sequence[str], what: str
+) -> None:
+    """Writing `outputs` into a directory that holds some of them but none of the `marks` of a
+    `what` (a run, a report) would overwrite someone else's files: refused in one line."""
+    clashes = [name for name in outputs if (directory / name).exists()]
+    if clashes and not any((directory / mark).exists() for mark in marks):
+        raise FedTextGradError(
+            f"{directory} holds {', '.join(clashes)} but no {what}: give --out a new or empty "
+            "directory"
+        )
+
+
+def refuse_foreign_report(directory: Path) -> None:
+    """A report writes report.md and index.html beside summary.json, which marks it as ours."""
+    refuse_foreign(directory, ("report.md", "index.html"), ("summary.json",), "report")

@@ -62,6 +62,17 @@ def run(
             help="Plant N made-up secrets in one client's data (privacy.canaries; docs/privacy.md).",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the schedule and estimated calls, tokens and cost."),
+    ] = False,
+    track: Annotated[
+        str | None, typer.Option("--track", help="Log the finished run to: mlflow.")
+    ] = None,
+    track_uri: Annotated[
+        str | None,
+        typer.Option("--track-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
+    ] = None,
 ) -> None:
     """Run a federated (or, with one client, centralized) experiment."""
     from fedtextgrad.config import load_config
@@ -70,6 +81,10 @@ def run(
     if canaries is not None:
         overrides = [*(overrides or []), f"privacy.canaries={canaries}"]
     cfg = load_config(config, overrides)
+    if dry_run:
+        _print_estimate(cfg)
+        return
+    check_tracker(track)
     out = out or Path("runs") / config.stem
     with _progress() as progress:
         bar = progress.add_task("initial evaluation", total=cfg.federation.rounds)
@@ -110,7 +125,19 @@ def run(
                 )
 
         results = asyncio.run(run_async(cfg, out, resume=resume, on_event=show, runtime=runtime))
+    if results.data["status"] == "budget":
+        spent, done = results.usage["total_tokens"], len(results.data["rounds"])
+        typer.echo(
+            f"stopped at the token budget after round {done} of {cfg.federation.rounds} "
+            f"({spent} tokens, llm.budget_tokens={cfg.llm.budget_tokens}): continue with --resume "
+            "and a larger --set llm.budget_tokens=N"
+        )
+        return
     final, usage = results.data["final"], results.usage
+    if track:
+        from fedtextgrad.tracking import log_run
+
+        typer.echo(f"tracked: MLflow run {log_run(out, track_uri)}")
     chosen = "the initial prompt" if final["round"] == 0 else f"round {final['round']}'s prompt"
     typer.echo(f"results: {out / 'results.json'}")
     typer.echo(
@@ -121,6 +148,40 @@ def run(
         f"{usage['calls']} calls, {usage['total_tokens']} tokens, {results.data['wall_seconds']:.0f} s"
     )
     typer.echo(Paired(**final["paired"]).describe())
+
+
+def check_tracker(track: str | None) -> None:
+    """Before a run, not after it: an unknown tracker, or MLflow missing."""
+    if track is None:
+        return
+    if track != "mlflow":
+        raise FedTextGradError(f"--track {track}: the tracker can be mlflow")
+    from fedtextgrad.tracking import require_mlflow
+
+    require_mlflow()
+
+
+def _print_estimate(cfg) -> None:
+    from fedtextgrad.estimate import estimate
+    from fedtextgrad.federated import prepare_data
+
+    est = estimate(cfg, prepare_data(cfg))
+    fed = cfg.federation
+    typer.echo(
+        f"{fed.rounds} rounds of {len(est.clients[0])} of {fed.clients} clients, "
+        f"{cfg.train.local_steps} local steps of {cfg.train.batch_size} examples, "
+        f"{fed.aggregation} ({cfg.train.method} method); expected with every answer wrong:"
+    )
+    for purpose, calls in est.calls.most_common():
+        typer.echo(f"  {purpose:<11} {calls:>7,.0f} calls  ~{est.tokens[purpose]:>11,} tokens")
+    total = sum(est.tokens.values())
+    typer.echo(f"  {'total':<11} {sum(est.calls.values()):>7,.0f} calls  ~{total:>11,} tokens")
+    paid = [spec for spec in cfg.engines.resolved.values() if spec.startswith("openai:")]
+    cost = est.cost(cfg.llm.price_per_mtok)
+    if paid and cost is not None:
+        typer.echo(f"  at most ~${cost:,.2f} at ${cfg.llm.price_per_mtok}/M tokens")
+    elif not paid:
+        typer.echo("  local engines only: no money, only time")
 
 
 @app.command()

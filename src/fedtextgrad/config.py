@@ -17,7 +17,8 @@ from fedtextgrad.llm.settings import LLMSettings
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are no setting: they would reach JSON as null, or numpy as an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class EnginesConfig(_Section):
@@ -40,7 +41,7 @@ class TaskConfig(_Section):
     names: list[str] | None = Field(None, description="several tasks (heterogeneous setting)")
     data_dir: str | None = Field(None, description="default: $FEDTEXTGRAD_DATA, else generators")
     train_size: int | None = Field(None, ge=1)
-    data_seed: int = 0
+    data_seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _one_way(self) -> TaskConfig:
@@ -167,7 +168,7 @@ class PrivacyConfig(_Section):
 
 
 class ExperimentConfig(_Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="numpy's generators take no negative seed")
     engines: EnginesConfig = EnginesConfig()
     task: TaskConfig
     train: TrainConfig = TrainConfig()
@@ -225,6 +226,8 @@ def read_toml(path: Path, what: str) -> dict:
         raise FedTextGradError(f"{path} is not a UTF-8 text file: give a TOML {what}") from None
     except RecursionError:
         raise FedTextGradError(f"{path} nests too deeply to be a {what}") from None
+    except ValueError:  # an integer past Python's 4300-digit limit
+        raise FedTextGradError(f"{path} holds a number too large to be a {what}") from None
     except OSError as error:
         raise FedTextGradError(f"cannot read {path}: {error.strerror}") from None
 
@@ -240,6 +243,10 @@ def apply_override(data: dict, override: str) -> None:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # a bare word is a string: task.name=bbh_word_sorting
+    except (RecursionError, ValueError):  # nested too deeply, or an integer of 4300+ digits
+        raise FedTextGradError(
+            f"invalid override '{key.strip()}': its value nests too deeply or is too large"
+        ) from None
     *parents, leaf = key.strip().split(".")
     node = data
     for part in parents:

@@ -26,10 +26,19 @@ def is_secret_key(dotted: str) -> bool:
 
 def register(value: object) -> None:
     """Remember a secret value so that `redact` removes it from everything written later."""
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and _secret_like(value.strip()):
         secret = value.strip()
         _known.add(secret)
         _grams.update(secret[i : i + 6] for i in range(len(secret) - 5))
+
+
+def _secret_like(value: str) -> bool:
+    """Keys are long, or mix letters with digits or signs. A short plain word or number is a
+    placeholder ("EMPTY", "ollama", "x", "1": what local servers are given), and masking it
+    would corrupt answers, prompts and JSON keys ("test" in "test_accuracy")."""
+    if len(value) >= 8:
+        return True
+    return any(c.isalnum() for c in value) and not (value.isalpha() or value.isdigit())
 
 
 def mask_settings(settings: dict[str, Any]) -> dict[str, Any]:

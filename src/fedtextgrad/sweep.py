@@ -37,10 +37,10 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fedtextgrad.artifacts import write_atomic
+from fedtextgrad.artifacts import refuse_foreign_report, write_atomic
 from fedtextgrad.config import ExperimentConfig, describe, load_config, read_toml
 from fedtextgrad.errors import FedTextGradError
-from fedtextgrad.federated.setup import Engines
+from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
 
@@ -124,17 +124,25 @@ class SweepRun:
 
     def status(self, out_dir: Path) -> str:
         """One of: new, running (interrupted or in progress), complete, or stale (complete, but
-        made with another config than the sweep file now gives)."""
+        made with another config than the sweep file now gives, or other task data)."""
         path = out_dir / self.name / "results.json"
         if not path.exists():
             return "new"
         try:
             results = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # damaged: resuming it says so, in one line
             return "running"
-        if results.get("status") != "complete":
+        if not isinstance(results, dict) or results.get("status") != "complete":
             return "running"
-        return "complete" if _same(results.get("config", {}), self.config) else "stale"
+        stored = results.get("config")
+        if not isinstance(stored, dict) or not _same(stored, self.config):
+            return "stale"
+        return "complete" if self._same_data(results.get("data_fingerprint")) else "stale"
+
+    def _same_data(self, fingerprint: object) -> bool:
+        """Whether a complete run used the task data there is now (a task file may have been
+        edited since); runs from before data fingerprints are trusted."""
+        return fingerprint is None or fingerprint == prepare_data(self.config).fingerprint()
 
 
 @dataclass
@@ -208,11 +216,12 @@ def load_sweep(
 
 
 def _unique_names(runs: list[SweepRun]) -> None:
-    """Values that slug alike ("Be brief." and "Be, brief.") get a hash of their label added,
-    so that no two runs share a directory."""
-    counts = Counter(run.name for run in runs)
+    """Values that slug alike ("Be brief." and "Be, brief.", long ones cut alike, or names that
+    differ in case only: one directory on macOS and Windows) get a hash of their label added, so
+    that no two runs share a directory."""
+    counts = Counter(run.name.lower() for run in runs)
     for run in runs:
-        if counts[run.name] > 1:
+        if counts[run.name.lower()] > 1:
             digest = hashlib.sha256(json.dumps(run.label, sort_keys=True).encode()).hexdigest()
             run.name = f"{run.name}__{digest[:8]}"
 
@@ -246,9 +255,12 @@ def _shown(grid: dict[str, list[Any]], point: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_SLUG_CHARS = 48  # per value: a run's directory name stays under the filesystems' 255 bytes
+
+
 def _slug(value: Any) -> str:
     text = "+".join(map(str, value)) if isinstance(value, list) else str(value)
-    return re.sub(r"[^A-Za-z0-9.+_-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "-", text).strip("-")[:_SLUG_CHARS] or "x"
 
 
 def _run_name(label: dict[str, Any], seed: int) -> str:
@@ -344,8 +356,8 @@ async def run_sweep(
                 outcome.skipped.append(run.name)
             elif status == "stale":
                 outcome.failed[run.name] = (
-                    f"{out_dir / run.name} holds a run of another config: remove it, or use "
-                    "another --out"
+                    f"{out_dir / run.name} holds a run of another config or task data: remove "
+                    "it, or use another --out"
                 )
             else:
                 pending.append(run)
@@ -378,6 +390,8 @@ def command(
     then write a report into OUT/report."""
     sweep = load_sweep(sweep_file, overrides, only)
     out = out or Path("runs") / sweep.name
+    # Refused now rather than after the runs: the report must not overwrite someone's files.
+    refuse_foreign_report(out / "report")
     if dry_run:
         for run in sweep.runs:
             typer.echo(f"{run.status(out):<9} {run.name}")

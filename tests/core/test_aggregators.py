@@ -131,3 +131,19 @@ def test_a_merge_may_be_as_long_as_the_prompts_it_merges(objective):
     context = AggregationContext(objective, llm, PREVIOUS, max_chars=100_000)
     asyncio.run(aggregate("summarize", long, context))
     assert asked == [sum(len(u.prompt) - len(objective.answer_format) - 1 for u in long) // 3]
+
+
+@pytest.mark.parametrize("method", ["concat", "summarize", "uid_summarize", "select"])
+@pytest.mark.parametrize("copies", [1, 2])
+def test_no_path_to_the_global_prompt_skips_the_cap(objective, method, copies):
+    # One upload, or identical ones, skip the merge: a flooding client's prompt is capped too.
+    huge = Upload(0, f"{'Count. ' * 2000}\n{objective.answer_format}", 3)
+    llm = scripted_engine(lambda messages: f"<MERGED_PROMPT>{huge.prompt}</MERGED_PROMPT>")
+
+    async def validate(prompt: str) -> float:
+        return len(prompt) / 1e6  # the longer, the better: only the cap stops the huge one
+
+    context = AggregationContext(objective, llm, PREVIOUS, validate=validate)
+    result = asyncio.run(aggregate(method, [huge] * copies, context))
+    assert result.prompt == PREVIOUS
+    assert "too long" in result.info["fallback"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
+import diskcache
 import pytest
 
+from fedtextgrad import FedTextGradError
 from fedtextgrad.llm import (
     LLM,
     Completion,
@@ -39,6 +42,44 @@ def test_repeated_call_is_a_cache_hit_with_no_new_tokens(tmp_path):
         assert len(llm.backend.requests) == 1
 
     asyncio.run(main())
+
+
+def corrupt(path, monkeypatch):
+    path.mkdir()
+    (path / "cache.db").write_bytes(b"\x00not sqlite\xff" * 1000)
+    return path
+
+
+def full(path, monkeypatch):
+    def no_room(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(diskcache.Cache, "set", no_room)
+    return path
+
+
+def a_file(path, monkeypatch):  # llm.cache_dir set to someone's file
+    path.write_text("notes")
+    return path
+
+
+def under_a_file(path, monkeypatch):
+    return a_file(path, monkeypatch) / "cache"
+
+
+CACHE_DAMAGE = {"corrupt": corrupt, "full": full, "a file": a_file, "under a file": under_a_file}
+
+
+@pytest.mark.parametrize("damage", CACHE_DAMAGE)
+def test_a_cache_that_cannot_be_used_is_one_line(tmp_path, monkeypatch, damage):
+    def ask():
+        llm = scripted_engine(lambda m: "four", cache=ResponseCache(where))
+        return asyncio.run(llm.ask("2+2?", purpose="p"))
+
+    where = CACHE_DAMAGE[damage](tmp_path / "cache", monkeypatch)
+    with pytest.raises(FedTextGradError, match="the response cache in .* cannot be used") as caught:
+        ask()
+    assert "llm.cache_dir" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_cache_persists_across_engines_and_keys_on_sampling_params(tmp_path):

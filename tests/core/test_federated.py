@@ -238,3 +238,21 @@ def test_the_run_keeps_the_test_replies_of_the_initial_and_final_prompts(tmp_pat
         assert all(r["response"] and r["input"] and r["target"] for r in rows)
         assert {r["finish_reason"] for r in rows} == {"stop"}
     assert "attempts" not in json.dumps(results.data)
+
+
+def test_a_run_stops_at_its_token_budget_and_resumes_to_the_unbudgeted_result(tmp_path):
+    cache = ResponseCache(tmp_path / "cache.db")  # the resumed run replays, as a real one would
+    whole = run(config(federation={"rounds": 3}), tmp_path / "whole")
+    budget = whole.data["rounds"][0]["usage"]["total_tokens"]  # spent by the end of round 1
+    cfg = config(federation={"rounds": 3}, llm={"budget_tokens": budget})
+    events = []
+    stopped = run(cfg, tmp_path / "run", engines=toy_engines(cfg, cache), on_event=events.append)
+    assert stopped.data["status"] == "budget" and 1 <= len(stopped.data["rounds"]) < 3
+    assert "final" not in stopped.data and events[-1]["event"] == "budget"
+    more = config(federation={"rounds": 3}, llm={"budget_tokens": 10 * budget})
+    done = run(more, tmp_path / "run", engines=toy_engines(more, cache), resume=True)
+    assert done.data["status"] == "complete"
+    assert [r["global_prompt"] for r in done.data["rounds"]] == [
+        r["global_prompt"] for r in whole.data["rounds"]
+    ]
+    assert done.data["final"]["prompt"] == whole.data["final"]["prompt"]

@@ -74,3 +74,41 @@ def test_resume_after_the_task_file_changed_is_refused(tmp_path):
         run(cfg, tmp_path / "run", resume=True)
     task.write_text("\n".join(lines))  # restored: the run continues
     assert run(cfg, tmp_path / "run", resume=True).data["status"] == "complete"
+
+
+DAMAGE = {  # a results.json edited by hand, or another program's file
+    "not an object": lambda r: json.dumps([r]),
+    "no rounds": lambda r: json.dumps({k: v for k, v in r.items() if k != "rounds"}),
+    "a round without its prompt": lambda r: json.dumps(r | {"rounds": [{"round": 1}]}),
+    "an unknown status": lambda r: json.dumps(r | {"status": "finished"}),
+    "complete without final": lambda r: json.dumps(r | {"status": "complete"}),
+    "initial without prompt": lambda r: json.dumps(r | {"initial": "Count."}),
+    "usage of words": lambda r: json.dumps(r | {"usage": {"by_purpose": {"x": {"calls": "a"}}}}),
+    "a huge integer": lambda r: '{"rounds": ' + "9" * 5000 + "}",
+    "deep nesting": lambda r: "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_resuming_results_of_the_wrong_shape_is_one_line(tmp_path, damage):
+    cfg = config(federation={"rounds": 2})
+    with pytest.raises(RuntimeError, match="lost power"):  # a run stopped in its first round
+        run(cfg, tmp_path, engines=toy_engines(cfg, fail_after=40))
+    path = tmp_path / "results.json"
+    path.write_text(DAMAGE[damage](json.loads(path.read_text())))
+    with pytest.raises(FedTextGradError, match="results.json is not a run's results") as caught:
+        run(cfg, tmp_path, resume=True)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_report_never_overwrites_files_that_are_not_a_reports(tmp_path):
+    from fedtextgrad.report import write_report
+
+    run(config(federation={"rounds": 1}), tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "index.html").write_text("my page")
+    with pytest.raises(FedTextGradError, match=r"holds index.html but no report: give --out"):
+        write_report([tmp_path / "run"], tmp_path / "mine")
+    assert (tmp_path / "mine" / "index.html").read_text() == "my page"
+    report = write_report([tmp_path / "run"], tmp_path / "report")
+    assert write_report([tmp_path / "run"], report) == report  # its own report is rewritten

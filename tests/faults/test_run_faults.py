@@ -146,3 +146,16 @@ def test_a_server_killed_mid_round_resumes_to_the_same_result(tmp_path):
     assert strip(resumed) == strip(reference)
     assert resumed["final"]["test_accuracy"] == reference["final"]["test_accuracy"]
     assert not list(out.glob(".results.json.*"))  # no half-written checkpoint left behind
+
+
+def test_the_cli_stops_at_the_budget_in_one_line_and_resumes_with_a_larger_one(tmp_path):
+    with toy_server() as server:
+        cfg, out = write_config(tmp_path / "run.toml", server.url, tmp_path / "c"), tmp_path / "r"
+        stopped = cli("run", str(cfg), "--out", str(out), "--set", "llm.budget_tokens=1")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped at the token budget after round 0 of 3" in stopped.stdout
+        assert json.loads((out / "results.json").read_text())["status"] == "budget"
+        more = ("--set", "llm.budget_tokens=1000000000")
+        done = cli("run", str(cfg), "--out", str(out), "--resume", *more)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "results.json").read_text())["status"] == "complete"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fedtextgrad import load_config, run
+from fedtextgrad.estimate import estimate
 from fedtextgrad.federated import prepare_data
 from fedtextgrad.llm.local import model_store
 
@@ -62,6 +63,12 @@ def test_federated_round_with_each_aggregator(tmp_path_factory, method):
     results = run(cfg, shared / method)
     entry = results.rounds[0]
     assert entry["aggregation"]["method"] == method
+    if method == "uid_summarize":  # --dry-run's estimate of the calls, within 25%
+        estimated, calls = (
+            sum(estimate(cfg, prepare_data(cfg)).calls.values()),
+            results.usage["calls"],
+        )
+        assert abs(estimated - calls) <= 0.25 * calls, (estimated, calls)
     assert len(entry["clients"]) + len(entry["failures"]) == 2 and entry["clients"]
     assert entry["global_prompt"].strip() and entry["prompt_tokens"] > 0
     if method != "concat":  # merges state the answer format exactly once, at the end

@@ -47,10 +47,12 @@ def test_exposure_finds_each_part_whatever_its_form():
     )
 
 
-def test_more_canaries_than_can_be_distinct_fail_at_once_instead_of_looping():
-    assert len(make_canaries(MAX_CANARIES, seed=3)) == MAX_CANARIES
-    with pytest.raises(FedTextGradError, match="cannot make 600 distinct canaries"):
-        make_canaries(600, seed=3)
+@pytest.mark.parametrize("seed", [0, 3, "x", 10**30])
+def test_more_canaries_than_can_be_distinct_fail_at_once_instead_of_looping(seed):
+    assert len(make_canaries(MAX_CANARIES, seed=seed)) == MAX_CANARIES
+    for count in (MAX_CANARIES + 1, 600, 10**9):  # refused before any search, not after one
+        with pytest.raises(FedTextGradError, match=f"cannot make {count} distinct canaries"):
+            make_canaries(count, seed=seed)
     with pytest.raises(
         FedTextGradError, match="privacy.canaries: Input should be less than or equal to 256"
     ):

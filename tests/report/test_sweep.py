@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from toy_sweep import ToyPool, make_sweep_file
+from toy_sweep import BASE, ToyPool, make_sweep_file
 
 from fedtextgrad.errors import FedTextGradError
-from fedtextgrad.sweep import load_sweep, run_sweep
+from fedtextgrad.sweep import command, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +73,17 @@ def test_values_that_slug_alike_get_their_own_runs(tmp_path):
     )
 
 
+def test_run_names_stay_distinct_and_usable_as_directories(tmp_path):
+    long = "Count every item in the list twice before you answer. " * 8
+    rules = ["Be brief.", "Be, brief.", "Keep it short.", "keep it short.", long + "A", long + "B"]
+    grid = json.dumps([[rule] for rule in rules])
+    path = write(tmp_path, f'base = "base.toml"\n[grid]\n"train.update_rules" = {grid}\n')
+    names = [run.name for run in load_sweep(path).runs]
+    assert len({name.lower() for name in names}) == len(rules)  # even where case is ignored
+    for name in names:
+        (tmp_path / "out" / name).mkdir(parents=True)  # not too long for the filesystem
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -89,10 +100,13 @@ def test_values_that_slug_alike_get_their_own_runs(tmp_path):
         ('base = "base.toml"\n[grid]\n"train.local_steps" = [1, 1]\n', "repeats a value"),
         ('base = "s.toml"\n', "missing key 'task'"),
         ('base = "binary.bin"\n', "not a UTF-8 text file"),
+        ('base = "base.json"\n', "base.json is not valid TOML"),
+        ('base = "base.toml"\nseeds = [-1]\n', "seed: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_sweep_files_fail_with_one_line(tmp_path, text, message):
     (tmp_path / "binary.bin").write_bytes(b"\xff\xfe\x00 not text")
+    (tmp_path / "base.json").write_text('{"task": {"name": "bbh_object_counting"}}')
     with pytest.raises(FedTextGradError) as caught:
         load_sweep(write(tmp_path, text))
     assert message in str(caught.value) and "\n" not in str(caught.value)
@@ -177,7 +191,49 @@ def test_a_complete_run_of_another_config_is_reported_not_reused(tmp_path):
     assert {run.status(out) for run in changed.runs} == {"stale"}
     outcome = asyncio.run(run_sweep(changed, out, pool=ToyPool()))
     assert not outcome.completed and not outcome.skipped and len(outcome.failed) == 4
-    assert "holds a run of another config" in next(iter(outcome.failed.values()))
+    assert "holds a run of another config or task data" in next(iter(outcome.failed.values()))
     # llm.* is plumbing: another cache directory still reuses the runs
     same = load_sweep(sweep_file, ['llm.cache_dir="/tmp/elsewhere"'])
     assert {run.status(out) for run in same.runs} == {"complete"}
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("[1, 2]", "is not a run's results (not a JSON object)"),
+        ("[" * 100_000 + "]" * 100_000, "is not a run's results"),
+        ('{"status": "complete", "config": 3}', "holds a run of another config"),
+    ],
+)
+def test_a_damaged_run_fails_in_one_line_and_the_others_go_on(tmp_path, damage, message):
+    sweep = load_sweep(make_sweep_file(tmp_path), only=["aggregation=concat__*"])
+    damaged = tmp_path / "out" / sweep.runs[0].name / "results.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text(damage)
+    outcome = asyncio.run(run_sweep(sweep, tmp_path / "out", pool=ToyPool()))
+    assert outcome.completed == [sweep.runs[1].name]
+    assert message in outcome.failed[sweep.runs[0].name]
+    assert "\n" not in outcome.failed[sweep.runs[0].name]
+
+
+def test_a_sweep_refuses_a_report_directory_that_is_not_a_reports_before_running(tmp_path):
+    (tmp_path / "out" / "report").mkdir(parents=True)
+    (tmp_path / "out" / "report" / "report.md").write_text("my notes")
+    with pytest.raises(FedTextGradError, match="holds report.md but no report"):
+        command(make_sweep_file(tmp_path), out=tmp_path / "out", dry_run=True)
+    assert (tmp_path / "out" / "report" / "report.md").read_text() == "my notes"
+
+
+def test_a_complete_run_whose_task_file_changed_is_not_reused(tmp_path):
+    task = tmp_path / "doubles.jsonl"
+    lines = [json.dumps({"input": f"What is {i} + {i}?", "target": str(2 * i)}) for i in range(40)]
+    task.write_text("\n".join(lines))
+    (tmp_path / "base.toml").write_text(BASE.replace('"bbh_object_counting"', f"'{task}'"))
+    (tmp_path / "s.toml").write_text('base = "base.toml"\n')
+    asyncio.run(run_sweep(load_sweep(tmp_path / "s.toml"), tmp_path / "out", pool=ToyPool()))
+    assert [run.status(tmp_path / "out") for run in load_sweep(tmp_path / "s.toml").runs] == [
+        "complete"
+    ]
+    task.write_text("\n".join(lines).replace(" + ", " plus "))  # every example edited
+    (run,) = load_sweep(tmp_path / "s.toml").runs
+    assert run.status(tmp_path / "out") == "stale"

@@ -37,6 +37,9 @@ test_size = 2
 """
 
 
+HUGE = "9" * 5000  # Python reads no integer of 4300+ digits
+
+
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
     paths = {
@@ -48,7 +51,12 @@ def files(tmp_path) -> dict[str, Path]:
         "no_columns": ("nocols.csv", "question;answer\nx;1\n"),
         "not_rows": ("rows.json", '{"examples": [1, 2, 3]}'),
         "corrupt_run": ("run/results.json", "{half a checkpoint"),
+        "shapeless_run": ("shapeless/results.json", '{"status": "running", "rounds": 3}'),
         "a_file": ("plain-file", "not a directory"),
+        "huge_toml": ("huge.toml", SAFE.replace("seed = 0", f"seed = {HUGE}")),
+        "huge_task": ("huge.jsonl", f'{{"input": "How many?", "target": {HUGE}}}\n'),
+        "deep_task": ("deep.json", "[" * 100_000 + "]" * 100_000),
+        "corrupt_cache": ("cache/cache.db", "not a database " * 1000),
     }
     made = {}
     for name, (relative, text) in paths.items():
@@ -61,6 +69,8 @@ def files(tmp_path) -> dict[str, Path]:
     made["binary_task"] = tmp_path / "binary.json"
     made["binary_task"].write_bytes(b"\xff\xfe\x00\x01 not text")
     made["run"] = tmp_path / "run"
+    made["shapeless"] = tmp_path / "shapeless"
+    made["corrupt_cache"] = tmp_path / "cache"
     return made
 
 
@@ -111,6 +121,31 @@ CASES = {
         "federation.min_clients (4) exceeds federation.clients (1)",
     ),
     "negative timeout": (lambda f: with_set(f, "llm.timeout=-1"), "llm.timeout: Input should be"),
+    "negative seed": (
+        lambda f: with_set(f, "seed=-1"),
+        "seed: Input should be greater than or equal to 0",
+    ),
+    "infinite value": (
+        lambda f: with_set(f, "llm.timeout=inf"),
+        "llm.timeout: Input should be a finite number",
+    ),
+    "nan": (lambda f: with_set(f, "federation.alpha=nan"), "alpha: Input should be a finite"),
+    "port out of range": (
+        lambda f: with_set(f, "llm.base_url='http://127.0.0.1:70000/v1'"),
+        "llm.base_url: the URL's port is not a number in 0-65535",
+    ),
+    "huge integer override": (
+        lambda f: with_set(f, f"seed={HUGE}"),
+        "invalid override 'seed': its value nests too deeply or is too large",
+    ),
+    "deeply nested override": (
+        lambda f: with_set(f, "train.update_rules=" + "[" * 100_000 + "]" * 100_000),
+        "invalid override 'train.update_rules'",
+    ),
+    "huge integer in a config": (
+        lambda f: ["run", str(f["huge_toml"])],
+        "holds a number too large to be a config",
+    ),
     "override without =": (lambda f: with_set(f, "train.batch_size"), "invalid override"),
     "override into a value": (lambda f: with_set(f, "seed.x=1"), "'seed' is not a section"),
     "too many clients": (
@@ -136,6 +171,14 @@ CASES = {
         lambda f: with_set(f, f"task.name='{f['not_rows']}'"),
         "row 1 is not an object",
     ),
+    "huge integer in a task file": (
+        lambda f: with_set(f, f"task.name='{f['huge_task']}'"),
+        "holds a number too large to read",
+    ),
+    "deeply nested task file": (
+        lambda f: with_set(f, f"task.name='{f['deep_task']}'"),
+        "nests too deeply to hold examples",
+    ),
     "missing data dir": (
         lambda f: with_set(f, "task.data_dir=/no/such/dir"),
         "data directory '/no/such/dir'",
@@ -158,10 +201,24 @@ CASES = {
         lambda f: ["run", str(f["ok"]), "--out", str(f["run"]), "--resume"],
         "results.json is not valid JSON",
     ),
+    "results of the wrong shape": (
+        lambda f: ["run", str(f["ok"]), "--out", str(f["shapeless"]), "--resume"],
+        "results.json is not a run's results ('config' is missing or of the wrong type)",
+    ),
+    "corrupt response cache": (
+        lambda f: with_set(f, "llm.cache=true", f"llm.cache_dir='{f['corrupt_cache']}'"),
+        "the response cache in",
+    ),
+    "response cache in a file": (
+        lambda f: with_set(f, "llm.cache=true", f"llm.cache_dir='{f['a_file']}'"),
+        "the response cache in",
+    ),
     "--out is a file": (
         lambda f: ["run", str(f["ok"]), "--out", str(f["a_file"])],
         "plain-file",
     ),
+    # other commands
+    "binary prompt file": (lambda f: ["uid", str(f["binary"])], "is not UTF-8 text"),
     # CLI arguments
     "missing argument": (lambda f: ["run"], "Missing argument 'CONFIG'"),
     "unknown option": (lambda f: ["run", str(f["ok"]), "--bogus"], "No such option '--bogus'"),

@@ -40,6 +40,14 @@ def test_a_short_key_is_masked_where_it_stands_alone_only():
     assert redact("bearer k9x rejected; k9xylophone") == f"bearer {MASK} rejected; k9xylophone"
 
 
+@pytest.mark.parametrize("placeholder", ["EMPTY", "ollama", "none", "test", "x", "1", "-"])
+def test_a_placeholder_key_is_no_secret_and_text_is_left_whole(placeholder):
+    # What local servers are given: masking it would corrupt answers, prompts and JSON keys.
+    redaction.register(placeholder)
+    text = '{"test_accuracy": 1, "engine": "openai:ollama"} x - none; EMPTY. Answer: 1'
+    assert redact(text) == text
+
+
 def test_ordinary_text_is_left_alone():
     redaction.register("sk-test-PLANTED-123")
     text = "Think step by step. Count each item, then give the answer as 'Answer: N'."

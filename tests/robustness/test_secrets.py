@@ -3,15 +3,20 @@ even when the endpoint fails or quotes the key back in an error."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from scripted import toy_responder
 
 from fedtextgrad import load_config
 from fedtextgrad.federated import prepare_data
+from fedtextgrad.llm import EngineError, LLMSettings, open_engine
 from fedtextgrad.robustness import FaultServer
+from fedtextgrad.sweep import load_sweep
 
 CLI = str(Path(sys.executable).with_name("fedtextgrad"))
 SECRET = "sk-test-SECRET123"
@@ -140,3 +145,35 @@ def test_a_sweep_over_keys_shows_none_of_them(tmp_path):
         p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name != "report"
     )
     assert names == ["api_key=secret-1__rounds=1__seed=0", "api_key=secret-2__rounds=1__seed=0"]
+
+
+def test_a_sweep_manifest_and_run_names_mask_keys_wherever_the_sweep_sets_them(tmp_path):
+    # Masked where they are written, not only by the redaction of every written file.
+    (tmp_path / "base.toml").write_text('[task]\nname = "bbh_object_counting"\n')
+    (tmp_path / "keys.toml").write_text(
+        f'base = "base.toml"\n[set]\n"llm.api_key" = "{SECRET}"\n'
+        '[grid]\n"llm.api_key" = ["sk-test-GRIDKEY45", "sk-test-GRIDKEY67"]\n'
+        '[variants.other.llm]\napi_key = "sk-test-VARIANT89"\n'
+    )
+    sweep = load_sweep(tmp_path / "keys.toml")
+    shown = json.dumps(sweep.manifest(tmp_path)) + " ".join(run.name for run in sweep.runs)
+    for mark in (MARK, "GRIDKEY", "VARIANT89"):
+        assert mark not in shown
+    assert sweep.runs[0].config.llm.api_key.get_secret_value() == "sk-test-GRIDKEY45"
+
+
+@pytest.mark.parametrize("key", [SECRET, "k9x-42"])  # short keys too: they were left in
+def test_a_key_echoed_in_an_error_body_is_masked(key):
+    async def ask() -> str:
+        llm = open_engine("openai:m", LLMSettings(base_url=server.url, api_key=key, **settings))
+        try:
+            return await llm.ask("How many?", purpose="forward")
+        finally:
+            await llm.aclose()
+
+    settings = {"cache": False, "max_retries": 0, "timeout": 10.0}
+    with FaultServer(lambda m: "Answer: 3", retry_after=0) as server:
+        server.inject("echo_key")
+        with pytest.raises(EngineError, match="may not use this model") as caught:
+            asyncio.run(ask())
+    assert key not in str(caught.value) and "key *** may not" in str(caught.value)

@@ -142,6 +142,13 @@ def test_canonical_number() -> None:
     assert scoring.canonical_number("nan") is None
 
 
+@pytest.mark.parametrize("text", ["9" * 5000, "1e5000", "-1e-5000"])
+def test_a_number_too_long_to_print_is_no_number_and_no_crash(text):
+    # A task file's target, or a reply that loops on digits: Python prints no 4300+ digits.
+    assert scoring.canonical_number(text) is None
+    assert scoring.score("number", f"Answer: {text}", "3") == 0.0
+
+
 def test_a_preamble_before_the_sorted_words_is_not_part_of_the_answer():
     response = "Answer: The sorted words are: apple banana cherry"
     assert scoring.extract_words(response) == "apple banana cherry"

@@ -76,6 +76,13 @@ class Server:
                 else (results["initial"]["prompt"])
             )
             for number in range(len(results["rounds"]) + 1, self.config.federation.rounds + 1):
+                if self._over_budget(usage, session):  # a safe point: the last round is saved
+                    results["status"] = "budget"
+                    self._save(results, usage, session, spent_before, started)
+                    self._emit(
+                        "budget", rounds_done=number - 1, tokens=results["usage"]["total_tokens"]
+                    )
+                    return results
                 entry = await self.round(number, prompt)
                 prompt = entry["global_prompt"]
                 results["rounds"].append(entry)
@@ -135,7 +142,7 @@ class Server:
             **await self._uid(merged.prompt),
             "aggregation": merged.info,
             "acceptance": acceptance,
-            "clients": [defense.slim(u.to_record()) for u in updates],
+            "clients": [defense.slim(u.to_record() | self._served_by(u)) for u in updates],
             "failures": failures,
             "defense": defense.record,
             "seconds": round(time.perf_counter() - started, 3),
@@ -156,6 +163,11 @@ class Server:
             failures=len(failures),
         )
         return entry
+
+    def _served_by(self, update: ClientUpdate) -> dict:
+        """The node that sent the update, where the runtime knows it (a Flower SuperNode)."""
+        node = getattr(self.runtime, "served_by", {}).get(update.upload.client)
+        return {} if node is None else {"node": node}
 
     def _step_event(self, number: int) -> ClientStepSink:
         def emit(client: int, step: StepRecord) -> None:
@@ -300,6 +312,11 @@ class Server:
             raise FedTextGradError(
                 f"{self.store.dir} already holds a run: pass --resume to continue it, or use another --out"
             )
+        if problem := _shape_problem(results):
+            raise FedTextGradError(
+                f"{self.store.results_path} is not a run's results ({problem}): remove it, or use "
+                "another --out"
+            )
         if _without_llm(results["config"]) != _without_llm(config):
             raise FedTextGradError(
                 f"the config differs from the run in {self.store.dir}: resume with the same config, "
@@ -311,7 +328,17 @@ class Server:
                 "or data directory differs): restore it, or start a new run with another --out"
             )
         self._emit("resume", completed_rounds=len(results["rounds"]), status=results["status"])
+        if results["status"] == "budget":  # stopped at the token budget: go on
+            results["status"] = "running"
         return results
+
+    def _over_budget(self, usage: Usage, session: Usage) -> bool:
+        """`llm.budget_tokens`: the paid tokens of every attempt of this run, this one's too."""
+        budget = self.config.llm.budget_tokens
+        return (
+            budget is not None
+            and usage.total().total_tokens + session.total().total_tokens >= budget
+        )
 
     def _save(
         self, results: dict, usage: Usage, session: Usage, spent: float, started: float
@@ -353,6 +380,35 @@ def _tested(prompt: str, round_number: int, val: float, test: dict) -> dict:
         "test_by_task": test["by_task"],
         "test_scores": test["scores"],
     }
+
+
+# What a resume reads of results.json, and of what kind.
+_SHAPE = {"status": str, "config": dict, "rounds": list, "usage": dict, "wall_seconds": int | float}
+
+
+def _shape_problem(results: object) -> str | None:
+    """What keeps a loaded results.json from being resumed (edited by hand, another program's
+    file), or None: resuming would otherwise fail deep inside, with a traceback."""
+    if not isinstance(results, dict):
+        return "not a JSON object"
+    wrong = [key for key, kind in _SHAPE.items() if not isinstance(results.get(key), kind)]
+    if wrong:
+        return f"'{wrong[0]}' is missing or of the wrong type"
+    if results["status"] not in ("running", "budget", "complete"):
+        return "an unknown status"
+    rounds = results["rounds"]
+    if not all(isinstance(r, dict) and isinstance(r.get("global_prompt"), str) for r in rounds):
+        return "a round without its global prompt"
+    initial = results.get("initial", {"prompt": ""})
+    if not isinstance(initial, dict) or not isinstance(initial.get("prompt"), str):
+        return "'initial' without its prompt"
+    if results["status"] == "complete" and not isinstance(results.get("final"), dict):
+        return "a complete run without 'final'"
+    try:
+        Usage.from_dict(results["usage"]).total()  # adds every count: each must be a number
+    except (AttributeError, TypeError):
+        return "'usage' is not a usage record"
+    return None
 
 
 def _without_llm(config: dict) -> dict:

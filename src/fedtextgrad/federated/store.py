@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fedtextgrad.artifacts import append_line, write_atomic
+from fedtextgrad.artifacts import append_line, refuse_foreign, write_atomic
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.redaction import redact_data
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 LOCK = "run.lock"
 # What a run writes into its directory besides results.json and events.jsonl (and flower/, the
 # deployment of `--runtime flower`, made before the run owns the directory).
-OUTPUTS = ("prompts", "replies", "report.md", "accuracy.png")
+OUTPUTS = ("prompts", "replies", "report.md", "report.html", "accuracy.png")
 
 
 class RunStore:
@@ -35,13 +35,7 @@ class RunStore:
     def owned(self) -> Iterator[None]:
         """Hold the directory for one run: a second process (or run) on it is refused in one
         line. The lock is the kernel's (flock): it goes with the process, even a killed one."""
-        ours = self.results_path.exists() or (self.dir / "events.jsonl").exists()
-        clashes = [name for name in OUTPUTS if (self.dir / name).exists()]
-        if clashes and not ours:  # a run would overwrite someone's files
-            raise FedTextGradError(
-                f"{self.dir} holds {', '.join(clashes)} but no run: give --out a new or empty "
-                "directory"
-            )
+        refuse_foreign(self.dir, OUTPUTS, ("results.json", "events.jsonl"), "run")
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -68,6 +62,10 @@ class RunStore:
         except json.JSONDecodeError:
             raise FedTextGradError(
                 f"{self.results_path} is not valid JSON: remove it, or use another --out"
+            ) from None
+        except (RecursionError, ValueError):  # nested too deeply, a 4300-digit integer
+            raise FedTextGradError(
+                f"{self.results_path} is not a run's results: remove it, or use another --out"
             ) from None
 
     def save(self, results: dict) -> None:

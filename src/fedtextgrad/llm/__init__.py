@@ -18,7 +18,7 @@ from fedtextgrad.llm.base import (
 from fedtextgrad.llm.cache import ResponseCache
 from fedtextgrad.llm.engine import LLM
 from fedtextgrad.llm.scripted import ScriptedBackend
-from fedtextgrad.llm.settings import LLMSettings
+from fedtextgrad.llm.settings import LLMSettings, check_base_url
 from fedtextgrad.llm.usage import Counts, Usage
 
 __all__ = [
@@ -68,7 +68,7 @@ def open_engine(
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         backend = OpenAIBackend(
             name,
-            base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL"),
+            base_url=settings.base_url or _env_base_url(),
             api_key=api_key or os.environ.get("OPENAI_API_KEY"),
             timeout=settings.timeout,
         )
@@ -84,6 +84,17 @@ def open_engine(
         max_retries=settings.max_retries,
         temperature=settings.temperature,
     )
+
+
+def _env_base_url() -> str | None:
+    """OPENAI_BASE_URL, checked as llm.base_url is (a bad port would fail mid-run)."""
+    url = os.environ.get("OPENAI_BASE_URL") or None
+    if url:
+        try:
+            check_base_url(url)
+        except ValueError as error:
+            raise EngineError(f"OPENAI_BASE_URL: {error}") from None
+    return url
 
 
 def scripted_engine(

@@ -31,7 +31,12 @@ def uid(
 
     if not prompt_file.is_file():
         raise FedTextGradError(f"prompt file not found: {prompt_file}")
-    text = prompt_file.read_text().strip()
+    try:
+        text = prompt_file.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise FedTextGradError(
+            f"{prompt_file} is not UTF-8 text: give a file that holds a prompt"
+        ) from None
     if not text:
         raise FedTextGradError(f"{prompt_file} is empty: give a file that holds a prompt")
 

@@ -45,6 +45,8 @@ class Canary:
 
 def make_canaries(count: int, seed: int | str, client: int = 0) -> list[Canary]:
     """`count` distinct canaries, a pure function of (count, seed)."""
+    if count > MAX_CANARIES:  # refused at once: the search below would only fail slowly
+        raise FedTextGradError(_too_many(count))
     rng = random.Random(f"{seed}/canaries")
     canaries: list[Canary] = []
     seen: set = set()  # no two canaries share a name word, an account or a phrase window
@@ -60,10 +62,12 @@ def make_canaries(count: int, seed: int | str, client: int = 0) -> list[Canary]:
         seen |= marks
         canaries.append(Canary(len(canaries), name, account, phrase, client))
     if len(canaries) < count:
-        raise FedTextGradError(
-            f"cannot make {count} distinct canaries (at most {MAX_CANARIES}): plant fewer"
-        )
+        raise FedTextGradError(_too_many(count))
     return canaries
+
+
+def _too_many(count: int) -> str:
+    return f"cannot make {count} distinct canaries (at most {MAX_CANARIES}): plant fewer"
 
 
 def _made_up_word(rng: random.Random) -> str:

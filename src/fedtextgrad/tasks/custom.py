@@ -117,6 +117,12 @@ def read_examples(path: Path, task: str) -> list[Example]:
         raise FedTextGradError(
             f"{path} is not a readable CSV file ({error}): fix the file"
         ) from None
+    except RecursionError:
+        raise FedTextGradError(f"{path} nests too deeply to hold examples: fix the file") from None
+    except ValueError:  # an integer past Python's 4300-digit limit
+        raise FedTextGradError(
+            f"{path} holds a number too large to read: quote it as text, or fix the file"
+        ) from None
     if not rows:
         raise FedTextGradError(f"{path} has no examples: add rows with input and target")
     return [row_to_example(row, n, path, task) for n, row in enumerate(rows, start=1)]

@@ -35,6 +35,8 @@ _EXPLANATION = re.compile(r"[=(]")
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
 _EDGE_JUNK = "*_`\"'“”‘’$"
 _TRAILING_PUNCT = ".,;:!?"
+# Python prints no integer of 4300+ digits; no answer is that long, so such text is no number.
+_MAX_DIGITS = 4000
 
 
 def canonical_number(text: str) -> str | None:
@@ -43,7 +45,7 @@ def canonical_number(text: str) -> str | None:
         value = Decimal(text.strip().replace(",", ""))
     except InvalidOperation:
         return None
-    if not value.is_finite():
+    if not value.is_finite() or abs(value.adjusted()) > _MAX_DIGITS:
         return None
     if value == value.to_integral_value():
         return str(int(value))
