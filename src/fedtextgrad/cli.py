@@ -84,7 +84,10 @@ def run(
     if dry_run:
         _print_estimate(cfg)
         return
-    check_tracker(track)
+    if track:
+        from fedtextgrad.tracking import check_tracker
+
+        check_tracker(track)
     out = out or Path("runs") / config.stem
     with _progress() as progress:
         bar = progress.add_task("initial evaluation", total=cfg.federation.rounds)
@@ -148,17 +151,6 @@ def run(
         f"{usage['calls']} calls, {usage['total_tokens']} tokens, {results.data['wall_seconds']:.0f} s"
     )
     typer.echo(Paired(**final["paired"]).describe())
-
-
-def check_tracker(track: str | None) -> None:
-    """Before a run, not after it: an unknown tracker, or MLflow missing."""
-    if track is None:
-        return
-    if track != "mlflow":
-        raise FedTextGradError(f"--track {track}: the tracker can be mlflow")
-    from fedtextgrad.tracking import require_mlflow
-
-    require_mlflow()
 
 
 def _print_estimate(cfg) -> None:

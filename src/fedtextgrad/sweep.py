@@ -150,7 +150,13 @@ class Sweep:
     name: str
     spec: SweepSpec
     path: Path
-    runs: list[SweepRun] = field(default_factory=list)
+    runs: list[SweepRun] = field(default_factory=list)  # all of them: the manifest lists each
+    only: list[str] = field(default_factory=list)  # name patterns of the runs to run now
+
+    @property
+    def chosen(self) -> list[SweepRun]:
+        """The runs `only` picks (all, without it): a chunk of a long sweep."""
+        return [r for r in self.runs if not self.only or any(fnmatch(r.name, p) for p in self.only)]
 
     def manifest(self, out_dir: Path) -> dict:
         spec = self.spec.model_dump()
@@ -180,8 +186,8 @@ class Sweep:
 def load_sweep(
     path: str | Path, overrides: list[str] | None = None, only: list[str] | None = None
 ) -> Sweep:
-    """Read and validate a sweep file and every run config it expands to; with `only`, keep
-    the runs whose name matches one of its glob patterns (a chunk of a long sweep)."""
+    """Read and validate a sweep file and every run config it expands to; `only` (glob patterns
+    of run names) chooses the runs to run now."""
     path = Path(path)
     raw = read_toml(path, "sweep")
     try:
@@ -208,10 +214,9 @@ def load_sweep(
                 raise FedTextGradError(f"{path}: run {_run_name(label, seed)}: {error}") from None
             sweep.runs.append(SweepRun(_run_name(label, seed), label, seed, settings, config))
     _unique_names(sweep.runs)
-    if only:
-        sweep.runs = [r for r in sweep.runs if any(fnmatch(r.name, p) for p in only)]
-        if not sweep.runs:
-            raise FedTextGradError(f"--only {' '.join(only)} matches no run of {path}")
+    sweep.only = list(only or [])
+    if not sweep.chosen:
+        raise FedTextGradError(f"--only {' '.join(sweep.only)} matches no run of {path}")
     return sweep
 
 
@@ -350,7 +355,7 @@ async def run_sweep(
 
     try:
         pending = []
-        for run in sweep.runs:
+        for run in sweep.chosen:
             status = run.status(out_dir)
             if status == "complete":
                 outcome.skipped.append(run.name)
@@ -385,6 +390,13 @@ def command(
         list[str] | None,
         typer.Option("--only", help="Only the runs whose name matches: --only 'paper__*seed=0'"),
     ] = None,
+    track: Annotated[
+        str | None, typer.Option("--track", help="Log the sweep's runs to: mlflow.")
+    ] = None,
+    track_uri: Annotated[
+        str | None,
+        typer.Option("--track-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
+    ] = None,
 ) -> None:
     """Run a grid of experiments × seeds, skipping complete runs and resuming interrupted ones;
     then write a report into OUT/report."""
@@ -392,8 +404,12 @@ def command(
     out = out or Path("runs") / sweep.name
     # Refused now rather than after the runs: the report must not overwrite someone's files.
     refuse_foreign_report(out / "report")
+    if track:
+        from fedtextgrad.tracking import check_tracker
+
+        check_tracker(track)
     if dry_run:
-        for run in sweep.runs:
+        for run in sweep.chosen:
             typer.echo(f"{run.status(out):<9} {run.name}")
         return
 
@@ -408,13 +424,18 @@ def command(
 
     outcome = asyncio.run(run_sweep(sweep, out, concurrency=jobs, on_event=show))
     typer.echo(
-        f"{len(sweep.runs)} runs: {len(outcome.completed)} ran, {len(outcome.skipped)} skipped "
+        f"{len(sweep.chosen)} runs: {len(outcome.completed)} ran, {len(outcome.skipped)} skipped "
         f"(already complete), {len(outcome.failed)} failed"
     )
     from fedtextgrad.report import write_report
 
     report_dir = write_report([out], out / "report")
     typer.echo(f"report: {report_dir / 'index.html'}")
+    if track:
+        from fedtextgrad.tracking import log_sweep
+
+        parent = log_sweep(out, [out / run.name for run in sweep.runs], track_uri)
+        typer.echo(f"tracked: MLflow run {parent} (a child per finished run)")
     if outcome.failed:
         raise FedTextGradError(
             f"{len(outcome.failed)} run(s) failed (first: {'; '.join(next(iter(outcome.failed.items())))}); "

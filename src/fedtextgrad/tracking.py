@@ -32,6 +32,13 @@ def require_mlflow() -> Any:
     return mlflow
 
 
+def check_tracker(track: str) -> None:
+    """Before a run, not after it: an unknown tracker, or MLflow missing."""
+    if track != "mlflow":
+        raise FedTextGradError(f"--track {track}: the tracker can be mlflow")
+    require_mlflow()
+
+
 def default_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 

@@ -46,11 +46,12 @@ def test_only_keeps_the_runs_whose_name_matches(tmp_path):
         tmp_path, 'base = "base.toml"\nseeds = [0, 1]\n[grid]\ntrain.batch_size = [1, 2]\n'
     )
     sweep = load_sweep(path, only=["batch_size=2__*", "*=1__seed=0"])
-    assert [r.name for r in sweep.runs] == [
+    assert [r.name for r in sweep.chosen] == [
         "batch_size=1__seed=0",
         "batch_size=2__seed=0",
         "batch_size=2__seed=1",
     ]
+    assert len(sweep.manifest(tmp_path)["runs"]) == 4
     with pytest.raises(FedTextGradError, match="matches no run"):
         load_sweep(path, only=["paper__*"])
 
