@@ -11,7 +11,13 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.metrics.cli import uid as uid_command
@@ -89,12 +95,19 @@ def run(
 
         check_tracker(track)
     out = out or Path("runs") / config.stem
+    from fedtextgrad.estimate import estimate
+    from fedtextgrad.federated import prepare_data
+
+    est = estimate(cfg, prepare_data(cfg))  # the bar counts scheduled calls: it gives an ETA
     with _progress() as progress:
-        bar = progress.add_task("initial evaluation", total=cfg.federation.rounds)
+        bar = progress.add_task("initial evaluation", total=est.total_calls)
 
         def show(event: dict) -> None:
             kind = event["event"]
-            if kind == "initial":
+            if kind == "resume" and (done := event["completed_rounds"]):
+                progress.reset(bar, completed=est.after_round[done - 1])  # speed: from now
+            elif kind == "initial":
+                progress.update(bar, completed=est.after_initial)
                 progress.console.print(
                     f"initial prompt: val {event['val_accuracy']:.3f}  test {event['test_accuracy']:.3f}"
                 )
@@ -108,9 +121,10 @@ def run(
                     bar,
                     description=f"round {event['round']}: client {event['client']} "
                     f"step {event['step']} {verdict}",
+                    advance=est.per_step[event["round"] - 1],
                 )
             elif kind == "round":
-                progress.advance(bar)
+                progress.update(bar, completed=est.after_round[event["round"] - 1])
                 progress.console.print(
                     f"round {event['round']}: val {event['val_accuracy']:.3f}  "
                     f"prompt {event['prompt_tokens']} tokens  {event['seconds']:.0f} s"
@@ -214,11 +228,14 @@ def ask(
 
 
 def _progress() -> Progress:
+    """Calls done of those scheduled (`--dry-run`'s estimate), elapsed time and time left."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("~{task.completed:,.0f}/{task.total:,.0f} calls"),
         TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
     )

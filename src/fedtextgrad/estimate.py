@@ -34,6 +34,15 @@ class Estimate:
     clients: list[list[int]]  # sampled per round
     calls: Counter = field(default_factory=Counter)  # per purpose (fractions: expected values)
     tokens: Counter = field(default_factory=Counter)
+    # Progress marks, in calls: done after the initial evaluation and after each round, and
+    # one local step's share of its round (a progress display advances by these).
+    after_initial: float = 0.0
+    after_round: list[float] = field(default_factory=list)
+    per_step: list[float] = field(default_factory=list)
+
+    @property
+    def total_calls(self) -> float:
+        return sum(self.calls.values())
 
     def add(self, purpose: str, calls: float, request_chars: float, max_tokens: int) -> None:
         self.calls[purpose] += calls
@@ -52,11 +61,15 @@ def estimate(config: ExperimentConfig, data: FederatedData, rates: Rates = Rates
     est = Estimate(fed.rounds, sampled)
     est.add("evaluation", val, initial + text, tr.forward_max_tokens)  # the initial prompt
     est.add("test", test, initial + text, tr.forward_max_tokens)
+    est.after_initial = est.total_calls
     prompt = max(initial, GROWN_PROMPT_CHARS)  # from the first step on
     for clients in sampled:
+        start = est.total_calls
         for client in clients:
             _client_round(est, config, data, client, prompt, text, rates)
+        est.per_step.append((est.total_calls - start) / (len(clients) * tr.local_steps))
         _server_round(est, config, len(clients), prompt + text, val)
+        est.after_round.append(est.total_calls)
     est.add("test", test, prompt + text, tr.forward_max_tokens)  # the result
     if ev.uid_metrics:
         est.add("metrics", fed.rounds + 1, prompt, 0)

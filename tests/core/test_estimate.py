@@ -77,3 +77,13 @@ def test_the_dry_run_prints_the_estimate_and_calls_no_engine(tmp_path):
     assert result.exit_code == 0, result.output
     assert "calls" in result.output and "at most ~$" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_the_progress_marks_add_up_to_the_estimate():
+    cfg, _ = never_learns()
+    est = estimate(cfg, prepare_data(cfg))
+    marks = [est.after_initial, *est.after_round]
+    assert marks == sorted(marks) and len(est.after_round) == cfg.federation.rounds
+    steps = len(est.clients[0]) * cfg.train.local_steps
+    assert est.after_initial + steps * est.per_step[0] < est.after_round[0]  # + the server's
+    assert est.after_round[-1] + cfg.eval.test_size == pytest.approx(est.total_calls)
