@@ -253,6 +253,8 @@ def test_a_heterogeneous_study_reports_the_accuracy_of_every_task(tmp_path):
     assert "test acc bbh_object_counting" in header
     assert "test acc bbh_multistep_arithmetic_two" in header
     assert all(cell != "–" for row in rows for cell in row)
+    run_report = next((tmp_path / "h").glob("*/report.md")).read_text()
+    assert "| val bbh_object_counting | val bbh_multistep_arithmetic_two |" in run_report
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

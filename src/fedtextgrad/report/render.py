@@ -220,6 +220,10 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
         ]
         for r in results["rounds"]
     ]
+    tasks = list(initial["val_by_task"]) if len(initial.get("val_by_task", {})) > 1 else []
+    header += [f"val {task}" for task in tasks]  # the heterogeneous setting: each task's own
+    for row, entry in zip(rows, [initial, *results["rounds"]], strict=True):
+        row += [f"{entry['val_by_task'][task]:.3f}" for task in tasks]
     if run.final_uid() is not None:
         header.append("surprisal mean / var")
         rows[0].append(_uid_cell(initial.get("uid")))
