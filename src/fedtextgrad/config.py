@@ -105,7 +105,9 @@ class FederationConfig(_Section):
     sample_fraction: float = Field(1.0, gt=0, le=1)
     partition: Literal["iid", "dirichlet", "quantity", "by_task"] = "iid"
     alpha: float = Field(1.0, gt=0, description="Dirichlet concentration")
-    aggregation: Literal["concat", "summarize", "uid_summarize", "select"] = "uid_summarize"
+    aggregation: Literal["concat", "summarize", "uid_summarize", "select", "retain"] = (
+        "uid_summarize"
+    )
     acceptance: Literal["improves", "no_worse", "always"] = Field(
         "improves",
         description="broadcast an aggregate only if it scores higher on validation (improves), "

@@ -4,6 +4,7 @@ model; used by the leakage audit and by the local step's filter of example-speci
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,20 @@ def sentences(text: str) -> list[tuple[int, int]]:
     if start < len(text):
         spans.append((start, len(text)))
     return spans
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[start:end].strip() for start, end in sentences(text)]
+
+
+def near_copy(sentence: str, others: Iterable[str], similarity: float = 0.8) -> bool:
+    """Whether one of `others` is the sentence, or a rewording this similar (difflib's ratio)."""
+    key = sentence.lower()
+    return any(
+        other.lower() == key
+        or difflib.SequenceMatcher(None, key, other.lower()).ratio() >= similarity
+        for other in others
+    )
 
 
 def longest_common_run(a: Sequence, others: Iterable[Sequence]) -> tuple[int, int, int]:

@@ -133,7 +133,7 @@ def test_a_merge_may_be_as_long_as_the_prompts_it_merges(objective):
     assert asked == [sum(len(u.prompt) - len(objective.answer_format) - 1 for u in long) // 3]
 
 
-@pytest.mark.parametrize("method", ["concat", "summarize", "uid_summarize", "select"])
+@pytest.mark.parametrize("method", ["concat", "summarize", "uid_summarize", "select", "retain"])
 @pytest.mark.parametrize("copies", [1, 2])
 def test_no_path_to_the_global_prompt_skips_the_cap(objective, method, copies):
     # One upload, or identical ones, skip the merge: a flooding client's prompt is capped too.
@@ -143,7 +143,50 @@ def test_no_path_to_the_global_prompt_skips_the_cap(objective, method, copies):
     async def validate(prompt: str) -> float:
         return len(prompt) / 1e6  # the longer, the better: only the cap stops the huge one
 
-    context = AggregationContext(objective, llm, PREVIOUS, validate=validate)
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        return {"t": await validate(prompt)}
+
+    context = AggregationContext(
+        objective, llm, PREVIOUS, validate=validate, validate_tasks=validate_tasks
+    )
     result = asyncio.run(aggregate(method, [huge] * copies, context))
     assert result.prompt == PREVIOUS
     assert "too long" in result.info["fallback"]
+
+
+# -- retain (ours) -------------------------------------------------------------------------------
+
+RULES = {
+    "plural": "Write the plural.",
+    "sum": "Add the two numbers.",
+    "antonym": "Give the opposite.",
+}
+
+
+def retain_with(objective: Objective, merged_body: str) -> dict:
+    """Three clients, each holding one task's rule; a task is solved iff its rule is in the
+    prompt. The merge reply is `merged_body`."""
+    fmt = objective.answer_format
+    ups = [Upload(i, f"{rule}\n{fmt}", 3) for i, rule in enumerate(RULES.values())]
+    llm = scripted_engine(lambda messages: f"<MERGED_PROMPT>{merged_body}</MERGED_PROMPT>")
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        return {task: float(rule in prompt) for task, rule in RULES.items()}
+
+    context = AggregationContext(objective, llm, PREVIOUS, validate_tasks=validate_tasks)
+    result = asyncio.run(aggregate("retain", ups, context))
+    return {"prompt": result.prompt, **result.info}
+
+
+def test_retain_keeps_a_merge_that_loses_no_task(objective):
+    merged = retain_with(objective, " ".join(RULES.values()))
+    assert merged["lost"] == [] and "kept" not in merged
+    assert merged["prompt"].startswith("Write the plural. Add the two numbers.")
+
+
+def test_retain_puts_back_what_the_merge_dropped_for_a_client(objective):
+    merged = retain_with(objective, "Write the plural. Give the opposite. Be concise.")
+    assert merged["lost"] == ["sum"] and merged["kept"] == "repaired merge"
+    body = objective.without_format(merged["prompt"]).strip()
+    assert body == "Write the plural. Give the opposite. Be concise. Add the two numbers."
+    assert merged["retention"] == {"merge": 0.0, "repaired merge": 1.0, "concatenation": 1.0}

@@ -53,6 +53,7 @@ def test_centralized_textgrad_run_writes_complete_results(tmp_path):
     "method",
     [
         "uid_summarize",
+        "retain",  # ours: replays uid_summarize's clients from the shared cache
         *(pytest.param(m, marks=pytest.mark.slow) for m in ("concat", "summarize", "select")),
     ],
 )

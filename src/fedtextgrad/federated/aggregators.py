@@ -1,7 +1,8 @@
 """Server-side aggregation: many client prompts in, one global prompt out.
 
 Each aggregator is a small async function `(uploads, context) -> Aggregate`; register new ones in
-AGGREGATORS. `concat`, `summarize` and `uid_summarize` are the paper's; `select` is ours. With
+AGGREGATORS. `concat`, `summarize` and `uid_summarize` are the paper's; `select` and `retain` are
+ours. With
 `train.method = "paper"` the merges ask what the paper's requests ask, in the paper's form (no
 tags, duplicates kept by concatenation); otherwise they use our request below."""
 
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from fedtextgrad import text
 from fedtextgrad.llm import LLM
 from fedtextgrad.textgrad import Objective, repairs
 from fedtextgrad.textgrad import paper_templates as paper
@@ -57,6 +59,8 @@ class AggregationContext:
     method: str = "ours"  # train.method: whose merge requests
     # Scores a prompt on the server's own validation data (used by `select`).
     validate: Callable[[str], Awaitable[float]] | None = None
+    # The same, task by task (used by `retain`: in the heterogeneous setting a task is a client's).
+    validate_tasks: Callable[[str], Awaitable[dict[str, float]]] | None = None
 
 
 @dataclass
@@ -97,12 +101,70 @@ async def select(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     return Aggregate(candidates[best], {"scores": scores, "chosen": best, "merge": merged.info})
 
 
+RETAIN_MARGIN = 0.05  # `retain`: what a merge may lose on a task against that task's best upload
+
+
+async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
+    """Ours: a UID merge that keeps what each client learned. The merge and every upload are
+    scored task by task on the server's validation data; on each task where the merge falls
+    behind the best upload by more than RETAIN_MARGIN, that upload's sentences the merge dropped
+    are put back. Of the merge, the repaired merge and the concatenation, the kept one loses
+    least on its worst task (retention: its accuracy over the best upload's), then is shortest."""
+    if ctx.validate_tasks is None:
+        raise ValueError("the retain aggregator needs server validation data")
+    merged = await uid_summarize(uploads, ctx)
+    distinct = list(dict.fromkeys(u.prompt for u in uploads))
+    scores = dict(
+        zip(
+            distinct + [merged.prompt], await _by_task(ctx, [*distinct, merged.prompt]), strict=True
+        )
+    )
+    best = {task: max(scores[p][task] for p in distinct) for task in scores[merged.prompt]}
+    lost = [t for t, acc in scores[merged.prompt].items() if acc < best[t] - RETAIN_MARGIN]
+    info: dict = {"merge": merged.info, "lost": lost}
+    if not lost:
+        return Aggregate(merged.prompt, info)
+    owners = [max(distinct, key=lambda p: scores[p][task]) for task in lost]
+    options = {
+        "merge": merged.prompt,
+        "repaired merge": _put_back(merged.prompt, owners, ctx.objective),
+        "concatenation": (await concat(uploads, ctx)).prompt,
+    }
+    options = {k: p for k, p in options.items() if len(p) <= ctx.max_chars}
+    fresh = [p for p in dict.fromkeys(options.values()) if p not in scores]
+    scores |= dict(zip(fresh, await _by_task(ctx, fresh), strict=True))
+
+    def worst_retention(prompt: str) -> float:
+        return min(scores[prompt][t] / best[t] if best[t] else 1.0 for t in best)
+
+    kept = max(options, key=lambda k: (worst_retention(options[k]), -len(options[k])))
+    info |= {"retention": {k: round(worst_retention(p), 3) for k, p in options.items()}}
+    return Aggregate(options[kept], info | {"kept": kept})
+
+
+async def _by_task(ctx: AggregationContext, prompts: list[str]) -> list[dict[str, float]]:
+    assert ctx.validate_tasks is not None
+    return list(await asyncio.gather(*(ctx.validate_tasks(p) for p in prompts)))
+
+
+def _put_back(merged: str, uploads: list[str], objective: Objective) -> str:
+    """The merge with each upload's sentences that it has no near copy of, before the format."""
+    body = objective.without_format(merged).strip()
+    kept = text.split_sentences(body)
+    for upload in dict.fromkeys(uploads):
+        for sentence in text.split_sentences(objective.without_format(upload)):
+            if not text.near_copy(sentence, kept):
+                kept.append(sentence)
+    return f"{' '.join(kept)}\n{objective.answer_format}"
+
+
 Aggregator = Callable[[Sequence[Upload], AggregationContext], Awaitable[Aggregate]]
 AGGREGATORS: dict[str, Aggregator] = {
     "concat": concat,
     "summarize": summarize,
     "uid_summarize": uid_summarize,
     "select": select,
+    "retain": retain,
 }
 
 

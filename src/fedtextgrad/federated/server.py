@@ -282,6 +282,9 @@ class Server:
         async def validate(prompt: str) -> float:
             return (await self.evaluate(prompt, self.data.val, purpose="aggregation"))["accuracy"]
 
+        async def validate_tasks(prompt: str) -> dict[str, float]:
+            return (await self.evaluate(prompt, self.data.val, purpose="aggregation"))["by_task"]
+
         return AggregationContext(
             self.data.objective,
             self.engines.aggregator,
@@ -289,6 +292,7 @@ class Server:
             max_chars=self.config.train.max_prompt_chars,
             method=self.config.train.method,
             validate=validate,
+            validate_tasks=validate_tasks,
         )
 
     # -- bookkeeping --------------------------------------------------------------------------

@@ -259,7 +259,6 @@ class RoundChange:
 
 
 STEP_HEADER = ["client", "step", "batch acc", "best candidate", "kept", "verdict"]
-SOURCE_SIMILARITY = 0.8  # else an added sentence "came from" an upload with one this similar
 
 
 def prompt_changes(results: dict) -> list[RoundChange]:
@@ -280,7 +279,7 @@ def prompt_changes(results: dict) -> list[RoundChange]:
             for client in entry["clients"]
             for step in client["steps"]
         ]
-        uploads = {c["client"]: _sentences(c["prompt"]) for c in entry["clients"]}
+        uploads = {c["client"]: text.split_sentences(c["prompt"]) for c in entry["clients"]}
         diff = [
             (mark, sentence, _sources(sentence, uploads) if mark == "+" else [])
             for mark, sentence in _sentence_diff(previous, entry["global_prompt"])
@@ -342,22 +341,14 @@ def _sources(sentence: str, uploads: dict[int, list[str]]) -> list[int]:
     exact = [c for c, sentences in uploads.items() if key in (s.lower() for s in sentences)]
     if exact:
         return exact
-
-    def similar(other: str) -> bool:
-        return difflib.SequenceMatcher(None, key, other.lower()).ratio() >= SOURCE_SIMILARITY
-
-    return [c for c, sentences in uploads.items() if any(map(similar, sentences))]
-
-
-def _sentences(prompt: str) -> list[str]:
-    return [prompt[start:end].strip() for start, end in text.sentences(prompt)]
+    return [c for c, sentences in uploads.items() if text.near_copy(sentence, sentences)]
 
 
 def _sentence_diff(before: str, after: str) -> list[tuple[str, str]]:
     """(mark, sentence): "-" removed, "+" added, " " kept."""
     return [
         (line[0], line[2:])
-        for line in difflib.ndiff(_sentences(before), _sentences(after))
+        for line in difflib.ndiff(text.split_sentences(before), text.split_sentences(after))
         if line[:1] in "-+ "
     ]
 
