@@ -5,13 +5,16 @@ pooled, against the initial prompt and the task's human instruction, on the same
 
 Reads the sweep's complete runs, scores the human instruction with the runs' forward model on
 their test examples (cached: cheap when repeated), prints a markdown table and the goals, and
-writes the rows. Runs not complete yet are left out: run it after each chunk of the sweep."""
+writes the rows. Runs not complete yet are left out: run it after each chunk of the sweep.
+Each complete run's results.json is archived under docs/results/learning_runs/ (commit them): on a
+new machine, `cp -r docs/results/learning_runs/. runs/learning/` and the sweep skips them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,6 +33,7 @@ SETTINGS = {  # variant -> (method, setting)
     "paper": ("paper", "federated"),
     "induce": ("induce", "centralized"),
 }
+ARCHIVE = ROOT / "docs" / "results" / "learning_runs"
 HEADROOM = 0.20  # the goal's interval must clear 0 where the human instruction gains this much
 
 
@@ -80,7 +84,8 @@ def row(task: str, variant: str, runs: list[tuple[SweepRun, dict]], human: float
         "low": round(gain.low, 4),
         "high": round(gain.high, 4),
         "recovered": round(gain.diff / (human - gain.before), 3) if human > gain.before else None,
-        "seeds": sorted(run.seed for run, _ in runs),
+        "seeds": [run.seed for run, _ in runs],
+        "finals": [round(r["final"]["test_accuracy"], 4) for _, r in runs],  # seed by seed
         "n": gain.n,
         "tokens": round(sum(r["usage"]["tokens_used"] for _, r in runs) / len(runs)),
         "seconds": round(sum(r["wall_seconds"] for _, r in runs) / len(runs)),
@@ -114,6 +119,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "learning.json")
     args = parser.parse_args()
     groups = complete_runs(args.runs)
+    for runs in groups.values():
+        for run, _ in runs:
+            (ARCHIVE / run.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(args.runs / run.name / "results.json", ARCHIVE / run.name)
     tasks = list(dict.fromkeys(task for task, _ in groups))
     humans = {}
     for task in tasks:
@@ -139,7 +148,7 @@ def main() -> None:
             f"{share} | {len(r['seeds'])} | {r['tokens']:,} | {r['seconds']} |"
         )
     print()
-    for scope in [[task] for task in tasks] + [tasks]:
+    for scope in [[task] for task in tasks] + ([tasks] if len(tasks) > 1 else []):
         for base, other, what in (
             ("paper", "ours", "ours - paper"),
             ("ours_centralized", "ours", "federated - centralized"),
