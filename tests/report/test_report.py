@@ -144,6 +144,11 @@ def test_report_command_and_its_errors(sweep_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FedTextGradError, match="no runs found"):
         load_studies([tmp_path / "empty"])
+    for damage in ('{"status": "complete"}', "[1]", "[" * 100_000):  # one line, no traceback
+        (tmp_path / "bad").mkdir(exist_ok=True)
+        (tmp_path / "bad" / "results.json").write_text(damage)
+        with pytest.raises(FedTextGradError, match="results.json is not"):
+            load_studies([tmp_path / "bad"])
 
 
 class _Links(HTMLParser):

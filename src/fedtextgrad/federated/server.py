@@ -18,7 +18,7 @@ from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate
 from fedtextgrad.federated.runtime import ClientStepSink, Runtime
 from fedtextgrad.federated.setup import Engines, FederatedData, sample_clients
-from fedtextgrad.federated.store import RunStore
+from fedtextgrad.federated.store import RunStore, shape_problem
 from fedtextgrad.llm.usage import Usage, track_usage
 from fedtextgrad.metrics import measure
 from fedtextgrad.privacy.monitor import PrivacyMonitor
@@ -316,7 +316,7 @@ class Server:
             raise FedTextGradError(
                 f"{self.store.dir} already holds a run: pass --resume to continue it, or use another --out"
             )
-        if problem := _shape_problem(results):
+        if problem := shape_problem(results):
             raise FedTextGradError(
                 f"{self.store.results_path} is not a run's results ({problem}): remove it, or use "
                 "another --out"
@@ -384,35 +384,6 @@ def _tested(prompt: str, round_number: int, val: float, test: dict) -> dict:
         "test_by_task": test["by_task"],
         "test_scores": test["scores"],
     }
-
-
-# What a resume reads of results.json, and of what kind.
-_SHAPE = {"status": str, "config": dict, "rounds": list, "usage": dict, "wall_seconds": int | float}
-
-
-def _shape_problem(results: object) -> str | None:
-    """What keeps a loaded results.json from being resumed (edited by hand, another program's
-    file), or None: resuming would otherwise fail deep inside, with a traceback."""
-    if not isinstance(results, dict):
-        return "not a JSON object"
-    wrong = [key for key, kind in _SHAPE.items() if not isinstance(results.get(key), kind)]
-    if wrong:
-        return f"'{wrong[0]}' is missing or of the wrong type"
-    if results["status"] not in ("running", "budget", "complete"):
-        return "an unknown status"
-    rounds = results["rounds"]
-    if not all(isinstance(r, dict) and isinstance(r.get("global_prompt"), str) for r in rounds):
-        return "a round without its global prompt"
-    initial = results.get("initial", {"prompt": ""})
-    if not isinstance(initial, dict) or not isinstance(initial.get("prompt"), str):
-        return "'initial' without its prompt"
-    if results["status"] == "complete" and not isinstance(results.get("final"), dict):
-        return "a complete run without 'final'"
-    try:
-        Usage.from_dict(results["usage"]).total()  # adds every count: each must be a number
-    except (AttributeError, TypeError):
-        return "'usage' is not a usage record"
-    return None
 
 
 def _without_llm(config: dict) -> dict:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fedtextgrad.artifacts import append_line, refuse_foreign, write_atomic
 from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.llm.usage import Usage
 from fedtextgrad.redaction import redact_data
 
 if TYPE_CHECKING:
@@ -97,3 +98,32 @@ class RunStore:
         record = redact_data({"time": round(time.time(), 3), "event": event, **data})
         append_line(self.dir / "events.jsonl", json.dumps(record, ensure_ascii=False))
         return record
+
+
+# What a resume or a report reads of results.json, and of what kind.
+_SHAPE = {"status": str, "config": dict, "rounds": list, "usage": dict, "wall_seconds": int | float}
+
+
+def shape_problem(results: object) -> str | None:
+    """What keeps a loaded results.json from being resumed (edited by hand, another program's
+    file), or None: resuming would otherwise fail deep inside, with a traceback."""
+    if not isinstance(results, dict):
+        return "not a JSON object"
+    wrong = [key for key, kind in _SHAPE.items() if not isinstance(results.get(key), kind)]
+    if wrong:
+        return f"'{wrong[0]}' is missing or of the wrong type"
+    if results["status"] not in ("running", "budget", "complete"):
+        return "an unknown status"
+    rounds = results["rounds"]
+    if not all(isinstance(r, dict) and isinstance(r.get("global_prompt"), str) for r in rounds):
+        return "a round without its global prompt"
+    initial = results.get("initial", {"prompt": ""})
+    if not isinstance(initial, dict) or not isinstance(initial.get("prompt"), str):
+        return "'initial' without its prompt"
+    if results["status"] == "complete" and not isinstance(results.get("final"), dict):
+        return "a complete run without 'final'"
+    try:
+        Usage.from_dict(results["usage"]).total()  # adds every count: each must be a number
+    except (AttributeError, TypeError):
+        return "'usage' is not a usage record"
+    return None

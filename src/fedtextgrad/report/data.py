@@ -11,6 +11,7 @@ from typing import Any
 from scipy.stats import t as student_t
 
 from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.federated.store import shape_problem
 from fedtextgrad.stats import Paired, points, pooled
 
 NOTE = (
@@ -168,9 +169,12 @@ def _read(run_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        results = json.loads(path.read_text())
+    except (ValueError, RecursionError):  # not JSON, nested too deep, a 4300-digit integer
         raise FedTextGradError(f"{path} is not valid JSON: remove it or rerun that run") from None
+    if problem := shape_problem(results):
+        raise FedTextGradError(f"{path} is not a run's results ({problem}): remove it or rerun it")
+    return results
 
 
 def _sweep_study(sweep_dir: Path) -> Study:
