@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -249,13 +249,29 @@ def apply_override(data: dict, override: str) -> None:
         raise FedTextGradError(
             f"invalid override '{key.strip()}': its value nests too deeply or is too large"
         ) from None
-    *parents, leaf = key.strip().split(".")
+    set_dotted(data, key.strip(), value)
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """data["train"]["local_steps"] = value, for key "train.local_steps"."""
+    *parents, leaf = key.split(".")
     node = data
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise FedTextGradError(f"invalid override '{override}': '{part}' is not a section")
+            raise FedTextGradError(f"invalid override '{key}': '{part}' is not a section")
     node[leaf] = value
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"local_steps": 3}} and {"train.local_steps": 3} both become the latter."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def describe(error: ValidationError) -> str:

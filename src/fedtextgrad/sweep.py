@@ -38,25 +38,20 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fedtextgrad.artifacts import refuse_foreign_report, write_atomic
-from fedtextgrad.config import ExperimentConfig, describe, load_config, read_toml
+from fedtextgrad.config import (
+    ExperimentConfig,
+    describe,
+    flatten,
+    load_config,
+    read_toml,
+    set_dotted,
+)
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
 
 MANIFEST = "sweep.json"
-
-
-def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"local_steps": 3}} and {"train.local_steps": 3} both become the latter."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 class SweepSpec(BaseModel):
@@ -74,14 +69,14 @@ class SweepSpec(BaseModel):
     @field_validator("set", mode="before")
     @classmethod
     def _flat_set(cls, value: Any) -> Any:
-        return _flatten(value) if isinstance(value, dict) else value
+        return flatten(value) if isinstance(value, dict) else value
 
     @field_validator("grid", mode="before")
     @classmethod
     def _flat_grid(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        flat = _flatten(value)
+        flat = flatten(value)
         for key, values in flat.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"grid key '{key}' needs a non-empty list of values")
@@ -101,7 +96,7 @@ class SweepSpec(BaseModel):
         for name, overrides in value.items():
             if not isinstance(overrides, dict):
                 raise ValueError(f"variant '{name}' must be a table of overrides")
-            flat[name] = _flatten(overrides)
+            flat[name] = flatten(overrides)
         return flat
 
     @field_validator("seeds")
@@ -242,13 +237,7 @@ def _same(stored: dict, config: ExperimentConfig) -> bool:
 def _apply(base: dict, settings: dict[str, Any]) -> dict:
     data = json.loads(json.dumps(base))  # a deep copy
     for key, value in settings.items():
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise FedTextGradError(f"override '{key}': '{part}' is not a section")
-        node[leaf] = value
+        set_dotted(data, key, value)
     return data
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fedtextgrad.config import flatten
 from fedtextgrad.errors import FedTextGradError
 
 EXPERIMENT = "fedtextgrad"
@@ -75,7 +76,9 @@ def _log(mlflow: Any, run_dir: Path, nested: bool = False) -> str:
     results = json.loads((run_dir / "results.json").read_text())
     with mlflow.start_run(run_name=run_dir.name, nested=nested) as run:
         mlflow.set_tags({"fedtextgrad.status": results["status"], "fedtextgrad.dir": str(run_dir)})
-        mlflow.log_params(_flatten(results["config"]))
+        # Params are text of at most 6,000 characters.
+        params = {k: json.dumps(v)[:6000] for k, v in flatten(results["config"]).items()}
+        mlflow.log_params(params)
         for entry in results["rounds"]:
             mlflow.log_metrics(
                 {
@@ -114,14 +117,3 @@ def _summary(results: dict) -> dict[str, float]:
             "test_gain_high": final["paired"]["high"],
         }
     return metrics
-
-
-def _flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    """Dotted keys, values as text (MLflow params are strings of at most 6,000 characters)."""
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value)[:6000]
-    return flat

@@ -10,6 +10,7 @@ from typing import Any
 
 from scipy.stats import t as student_t
 
+from fedtextgrad.config import flatten
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.store import shape_problem
 from fedtextgrad.stats import Paired, points, pooled
@@ -205,7 +206,7 @@ def _sweep_study(sweep_dir: Path) -> Study:
 
 def _loose_study(run_dirs: list[Path]) -> Study:
     loaded = [(d, r) for d in run_dirs if (r := _read(d)) is not None]
-    flats = [_flatten(r["config"]) for _, r in loaded]
+    flats = [flatten(r["config"]) for _, r in loaded]
     all_keys = sorted({k for f in flats for k in f})
     keys = [
         k
@@ -220,16 +221,6 @@ def _loose_study(run_dirs: list[Path]) -> Study:
         setting.runs.append(Run(run_dir, results, label, flat.get("seed", 0)))
     ordered = sorted(settings.values(), key=lambda s: json.dumps(s.label, sort_keys=True))
     return Study("runs", "", keys, ordered)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _short(key: str) -> str:
