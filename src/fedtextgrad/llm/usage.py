@@ -60,16 +60,6 @@ class Usage:
         copy.merge(self)
         return copy
 
-    def minus(self, earlier: Usage) -> Usage:
-        """The usage accrued since `earlier` (a snapshot of this object)."""
-        diff = Usage()
-        for purpose, counts in self.by_purpose.items():
-            before = earlier.by_purpose.get(purpose, Counts())
-            diff.by_purpose[purpose] = Counts(
-                **{k: v - getattr(before, k) for k, v in asdict(counts).items()}
-            )
-        return diff
-
     def to_dict(self) -> dict:
         total = self.total()
         return {

@@ -172,28 +172,27 @@ class LocalTrainer:
         """The method's feedback and update: the distinct usable rewrites (maybe none), each
         with its source ("rewrite", or "induced" from the batch's pairs)."""
         cfg, llm = self.config, self.feedback_llm
-        updates: list[Update]
-        induced: list[Update] = []
+        proposals: list[tuple[Update, str]]  # (update, where it came from)
         momentum = slice(-cfg.momentum, None) if cfg.momentum else slice(0)
         specific = self._specific(attempts, prompt)
         limits = {"max_chars": cfg.max_prompt_chars, "max_tokens": cfg.update_max_tokens}
         if cfg.method == "induce":  # the baseline: no feedback, one induced instruction
-            updates = induced = await self._induce(prompt, attempts, specific, limits)
+            induced = await self._induce(prompt, attempts, specific, limits)
+            proposals = [(u, "induced") for u in induced]
         elif cfg.method == "paper":
             record.feedback = await paper.feedback(
                 llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
             )
-            updates = [
-                await paper.update(
-                    llm,
-                    prompt,
-                    self.objective,
-                    record.feedback,
-                    past_values=memory.values[momentum],
-                    max_chars=cfg.max_prompt_chars,
-                    max_tokens=cfg.update_max_tokens,
-                )
-            ]
+            update = await paper.update(
+                llm,
+                prompt,
+                self.objective,
+                record.feedback,
+                past_values=memory.values[momentum],
+                max_chars=cfg.max_prompt_chars,
+                max_tokens=cfg.update_max_tokens,
+            )
+            proposals = [(update, "rewrite")]
         else:
             pieces = await tg.feedback(
                 llm, prompt, self.objective, attempts, max_tokens=cfg.feedback_max_tokens
@@ -216,17 +215,17 @@ class LocalTrainer:
                 ),
                 self._induce(prompt, attempts, specific, limits),
             )
-            updates = rewrites + induced
-        record.dropped = list(dict.fromkeys(s for u in updates for s in u.dropped))
-        sources = ["rewrite"] * (len(updates) - len(induced)) + ["induced"] * len(induced)
+            proposals = [(u, "rewrite") for u in rewrites] + [(u, "induced") for u in induced]
+        record.dropped = list(dict.fromkeys(s for u, _ in proposals for s in u.dropped))
         candidates: dict[str, str] = {}  # prompt -> where it came from; the first of equals
-        for u, source in zip(updates, sources, strict=True):
+        for u, source in proposals:
             if u.prompt is not None:
                 candidates.setdefault(u.prompt, source)
         if not candidates:
-            copied = all(u.reason.startswith("the rewrite is the current") for u in updates)
+            reasons = [u.reason for u, _ in proposals]
+            copied = all(r.startswith("the rewrite is the current") for r in reasons)
             record.outcome = Outcome.UNCHANGED if copied else Outcome.REJECTED
-            record.reason = updates[0].reason
+            record.reason = reasons[0]
         return candidates
 
     async def _induce(
