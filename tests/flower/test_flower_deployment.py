@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from scripted import toy_responder
@@ -68,6 +69,7 @@ def test_a_flower_deployment_reproduces_the_in_process_run(tmp_path, toy_server)
     assert flower["final"]["test_accuracy"] == local["final"]["test_accuracy"] == 1.0
     assert flower["usage"]["calls"] == local["usage"]["calls"]
     assert json.loads((tmp_path / "flower" / "results.json").read_text()) == flower
+    assert all(c["node"] for r in flower["rounds"] for c in r["clients"])  # who served it
     kinds = [e["event"] for e in seen]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("round") == 2
     assert "nodes" in kinds  # the ServerApp found both SuperNodes by their partition-id
@@ -104,3 +106,85 @@ def test_a_clientapp_keeps_its_scored_history_in_the_node_state_across_rounds(to
         history = context.state[apps.HISTORY]
         assert "Answer." in history["prompts"]  # round 1's scores, kept through round 2
     assert "Count." in history["prompts"]
+
+
+# -- a closed deployment (docs/flower.md, "Across machines", in miniature) ------------------------
+
+
+def client_host(tmp_path, deployment) -> object:
+    """The FLWR_HOME of a host that holds only ca.crt and the address SuperNodes dial."""
+    home = tmp_path / "client-host"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "link"\n\n[superlink.link]\n'
+        f'address = "{deployment.address}"\nroot-certificates = "{deployment.certs / "ca.crt"}"\n'
+    )
+    return home
+
+
+def wait_online(deployment, node_id: int, timeout: float = 120.0) -> None:
+    """Until the operator's `flwr supernode list` shows the node online."""
+    from fedtextgrad.flower.deploy import CONNECTION
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = json.loads(deployment.flwr("supernode", "list", CONNECTION, "--format", "json"))
+        if any(n["node-id"] == str(node_id) and n["status"] == "online" for n in listed["nodes"]):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"node {node_id} did not come online")
+
+
+def read_events(run_dir) -> list[dict]:
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+NAMES = ("0", "1", "unregistered", "unassigned")
+
+
+def test_a_closed_deployment_refuses_intruders_and_records_the_serving_nodes(tmp_path, toy_server):
+    from fedtextgrad.flower.app import write_app
+    from fedtextgrad.flower.deploy import LocalDeployment
+    from fedtextgrad.flower.identity import write_node_key
+
+    cfg = load_config(settings(toy_server.url, rounds=1))
+    deployment = LocalDeployment(tmp_path / "flower", 2, closed=True)
+    try:
+        deployment.start()
+        # A client host reaches only the Fleet API: no runs, logs, listings or registrations.
+        home = client_host(tmp_path, deployment)
+        own_key = write_node_key(tmp_path / "own-key")
+        assert own_key.startswith("SHA256:")
+        foreign_app = write_app(tmp_path / "foreign-app", cfg, str(tmp_path / "foreign-run"))
+        for command in (
+            ("run", str(foreign_app), "link"),
+            ("ls", "link"),
+            ("log", "1", "link"),
+            ("supernode", "register", str(tmp_path / "own-key.pub"), "link"),
+            ("supernode", "list", "link"),
+        ):
+            with pytest.raises(FedTextGradError, match="serves only the Fleet API"):
+                deployment.flwr(*command, home=home)
+        # Two intruders claim client 0: one with a key nobody registered, one registered by the
+        # operator (for another purpose) but not assigned to client 0 in the app.
+        deployment.add_supernode("unregistered", 0, register=False)
+        deployment.add_supernode("unassigned", 0)
+        wait_online(deployment, deployment.node_ids["unassigned"])  # the ServerApp will see it
+        app = write_app(deployment.root / "app", cfg, str(tmp_path / "run"), nodes=deployment.nodes)
+        run = deployment.submit(app)
+        assert run.wait(timeout=600) == 0, (deployment.logs / "flwr-run.log").read_text()[-2000:]
+        unregistered = deployment.processes["supernode-unregistered"]
+        assert unregistered.wait(timeout=60) != 0  # the SuperLink refused to activate it
+    finally:
+        assert deployment.stop() == []
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "complete" and not results["rounds"][0]["failures"]
+    served = [(c["client"], c["node"]) for c in results["rounds"][0]["clients"]]
+    assert served == [(0, str(deployment.node_ids["0"])), (1, str(deployment.node_ids["1"]))]
+    refused = [e for e in read_events(tmp_path / "run") if e["event"] == "refused_node"]
+    assert [e["node"] for e in refused] == [str(deployment.node_ids["unassigned"])]
+    logs = {name: (deployment.logs / f"supernode-{name}.log").read_text() for name in NAMES}
+    assert "Failed to activate SuperNode" in logs["unregistered"]
+    assert "Receiving" in logs["0"] and "Receiving" not in logs["unassigned"]
+    assert not (tmp_path / "foreign-run").exists()  # the client host's app never ran

@@ -2,8 +2,13 @@
 
 - `apps`: the ServerApp and ClientApp (`fedtextgrad.flower.apps:server_app` / `:client_app`);
 - `runtime`: `FlowerRuntime`, the `Runtime` the Server uses inside the ServerApp;
-- `app`: writes the app directory `flwr run` bundles (the experiment rides in its run config);
-- `deploy`: a throwaway local deployment, behind `fedtextgrad run --runtime flower`.
+- `app`: writes the app directory `flwr run` bundles (the experiment rides in its run config,
+  and, in a closed federation, which SuperNode key serves which client);
+- `identity`: SuperNode keys, their fingerprints and assignment to clients; local certificates;
+- `superlink`: a closed SuperLink (the Fleet API public, the Control and Runtime APIs on
+  127.0.0.1 only), `python -m fedtextgrad.flower superlink`;
+- `deploy`: a throwaway local deployment, behind `fedtextgrad run --runtime flower` (open), or
+  closed (`run_local(..., closed=True)`).
 
 See docs/flower.md for deployments across machines."""
 

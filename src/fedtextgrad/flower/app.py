@@ -4,6 +4,8 @@ fedtextgrad package, present on every host (the bundle holds no Python files).""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import tomli_w
@@ -19,7 +21,12 @@ COMPONENTS = {
 
 
 def app_pyproject(
-    config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False, node_wait: float = 300.0
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    node_wait: float = 300.0,
+    nodes: Mapping[int, str] | None = None,
 ) -> dict:
     return {
         "project": {
@@ -40,6 +47,8 @@ def app_pyproject(
                         "out-dir": str(out_dir),
                         "resume": resume,
                         "node-wait": float(node_wait),
+                        # client -> the key fingerprint of the one SuperNode that may serve it
+                        "nodes": json.dumps({str(c): k for c, k in sorted((nodes or {}).items())}),
                     },
                 }
             }
@@ -54,11 +63,18 @@ def write_app(
     *,
     resume: bool = False,
     node_wait: float = 300.0,
+    nodes: Mapping[int, str] | None = None,
 ) -> Path:
     """Write the app directory for `flwr run DIRECTORY <superlink>`. `out_dir` is a path on the
-    SuperLink's host, where the ServerApp writes the run directory."""
+    SuperLink's host, where the ServerApp writes the run directory; `nodes` maps each client to
+    the key fingerprint of its SuperNode (none: any SuperNode may claim a partition)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    pyproject = app_pyproject(config, out_dir, resume=resume, node_wait=node_wait)
+    pyproject = app_pyproject(config, out_dir, resume=resume, node_wait=node_wait, nodes=nodes)
     (directory / "pyproject.toml").write_text(tomli_w.dumps(pyproject))
     return directory
+
+
+def read_nodes(run_config: Mapping[str, object]) -> dict[int, str]:
+    """The `nodes` run config as {client: key fingerprint} (empty: an open federation)."""
+    return {int(c): str(k) for c, k in json.loads(str(run_config.get("nodes") or "{}")).items()}

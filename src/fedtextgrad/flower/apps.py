@@ -2,7 +2,8 @@
 runs our `Client` on the partition its SuperNode was started with.
 
 Run config (see `app.py`): `experiment` (the config as JSON), `out-dir` (the run directory on the
-SuperLink's host), `resume`, `node-wait` (seconds to wait for all SuperNodes).
+SuperLink's host), `resume`, `node-wait` (seconds to wait for all SuperNodes), `nodes` (which
+SuperNode key serves which client; empty: any SuperNode may claim a partition).
 Node config: `partition-id` (the client id), optionally `data-dir` and `cache-dir`."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fedtextgrad.federated.client import ClientUpdate
 from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.flower import messages
+from fedtextgrad.flower.app import read_nodes
 from fedtextgrad.flower.runtime import FlowerRuntime
 
 HISTORY = "fedtextgrad.history"  # context.state: the prompts this client scored, and how well
@@ -52,7 +54,13 @@ async def _serve(grid: Grid, config: ExperimentConfig, store: RunStore, settings
     def emit(event: str, **data: object) -> None:
         _show(store.event(event, **data))
 
-    runtime = FlowerRuntime(grid, config, node_wait=float(settings["node-wait"]), on_event=emit)
+    runtime = FlowerRuntime(
+        grid,
+        config,
+        node_wait=float(settings["node-wait"]),
+        nodes=read_nodes(settings),
+        on_event=emit,
+    )
     await run_async(
         config, store.dir, resume=bool(settings["resume"]), runtime=runtime, on_event=_show
     )

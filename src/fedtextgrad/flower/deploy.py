@@ -1,9 +1,16 @@
 """A Flower deployment on this machine for one run: a SuperLink and one SuperNode per client,
-all on 127.0.0.1, insecure, without Ray. `flwr run` submits the app; the ServerApp writes the run
+all on 127.0.0.1, without Ray. `flwr run` submits the app; the ServerApp writes the run
 directory; every process started here is stopped afterwards (by process group, then checked).
 
+Open (the default): insecure, and any SuperNode may claim a partition. Closed (`closed=True`, the
+docs' "Across machines" recipe in miniature): TLS with a throwaway CA, the closed SuperLink
+(`superlink.py`: the Fleet API on one port, the Control and Runtime APIs on an operator port),
+SuperNode authentication with one registered key per client, and the app names the key that
+serves each client.
+
 Layout under <run dir>/flower/: home/ (FLWR_HOME of the SuperLink and `flwr`), home/node-K/
-(FLWR_HOME of SuperNode K), app/ (the bundle), logs/ (one log per process), processes.json."""
+(FLWR_HOME of SuperNode K), app/ (the bundle), logs/ (one log per process), processes.json;
+closed: certs/ (ca.crt, server.pem, server.key) and keys/ (node-K, node-K.pub)."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +35,7 @@ from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.flower.app import write_app
+from fedtextgrad.flower.identity import write_certificates, write_node_key
 
 HOST = "127.0.0.1"
 CONNECTION = "local"  # the SuperLink connection name in FLWR_HOME/config.toml
@@ -38,48 +47,131 @@ FLOWER_ENV = {
 }
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 15.0
+FLWR_TIMEOUT = 120.0  # one `flwr` command (it starts a Python process: slow on a busy machine)
 _INSTALL_HINT = "install Flower with: pip install 'fedtextgrad[flower]'"
 
 
 class LocalDeployment:
-    def __init__(self, root: str | Path, clients: int, threads: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        clients: int,
+        threads: int | None = None,
+        *,
+        closed: bool = False,
+    ):
         self.root = Path(root).resolve()
         self.home = self.root / "home"
         self.logs = self.root / "logs"
+        self.certs = self.root / "certs"
+        self.keys = self.root / "keys"
         self.clients = clients
+        self.closed = closed
         # llama.cpp threads spin at barriers: SuperNodes that train at once share the cores.
         self.threads = threads or max(1, (os.cpu_count() or 2) // clients)
         self.processes: dict[str, subprocess.Popen] = {}
-        self.address = ""
+        self.address = ""  # what SuperNodes dial
+        self.operator = ""  # what `flwr` dials: the same when open, the operator port when closed
+        self.nodes: dict[int, str] = {}  # closed: client -> the key fingerprint of its SuperNode
+        self.node_ids: dict[str, int] = {}  # closed: SuperNode name -> its registered node id
 
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        for stale in (self.home, self.logs):
+        for stale in (self.home, self.logs, self.certs, self.keys):
             shutil.rmtree(stale, ignore_errors=True)
         self.logs.mkdir(parents=True)
         port = _free_port()
         self.address = f"{HOST}:{port}"
+        if self.closed:
+            self._start_closed_superlink(port)
+        else:
+            self.operator = self.address
+            self._spawn(
+                "superlink",
+                ["flower-superlink", "--insecure", "--host", HOST, "--port", str(port),
+                 "--disable-runtime-dependency-installation"],
+                self.home,
+            )  # fmt: skip
+            self._wait_healthy(f"http://{self.address}/health")
+        self._write_flwr_config()
+        for client in range(self.clients):
+            if key := self.add_supernode(str(client), client):
+                self.nodes[client] = key  # the app lets only this key serve the client
+
+    def add_supernode(self, name: str, partition: int, *, register: bool = True) -> str | None:
+        """Start SuperNode `name` holding `partition`. Closed: with a key of its own, which the
+        operator registers unless `register` is false; returns its fingerprint (open: None)."""
+        key = None
+        args = ["--insecure"]
+        if self.closed:
+            path = self.keys / f"node-{name}"
+            key = write_node_key(path)
+            if register:
+                self.node_ids[name] = self.register(Path(f"{path}.pub"))
+            args = ["--root-certificates", str(self.certs / "ca.crt"),
+                    "--auth-supernode-private-key", str(path)]  # fmt: skip
+        self._spawn(
+            f"supernode-{name}",
+            ["flower-supernode", *args, "--superlink", self.address,
+             "--host", HOST, "--port", str(_free_port()),
+             "--node-config",
+             f"partition-id={partition} num-partitions={self.clients} threads={self.threads}"],
+            self.home / f"node-{name}",
+        )  # fmt: skip
+        return key
+
+    def register(self, public_key: Path) -> int:
+        """Register a SuperNode's key as the operator (`flwr supernode register`): its node id."""
+        out = self.flwr("supernode", "register", str(public_key), CONNECTION, "--format", "json")
+        return int(json.loads(out)["node-id"])
+
+    def _start_closed_superlink(self, port: int) -> None:
+        write_certificates(self.certs)
+        operator_port = _free_port()
+        self.operator = f"{HOST}:{operator_port}"
         self._spawn(
             "superlink",
-            ["flower-superlink", "--insecure", "--host", HOST, "--port", str(port),
-             "--disable-runtime-dependency-installation"],
+            [sys.executable, "-m", "fedtextgrad.flower", "superlink",
+             "--operator-port", str(operator_port),
+             "--ssl-ca-certfile", str(self.certs / "ca.crt"),
+             "--ssl-certfile", str(self.certs / "server.pem"),
+             "--ssl-keyfile", str(self.certs / "server.key"),
+             "--enable-supernode-auth",
+             "--host", HOST, "--port", str(port), "--disable-runtime-dependency-installation"],
             self.home,
         )  # fmt: skip
-        self._wait_healthy(f"http://{self.address}/health")
-        for client in range(self.clients):
-            self._spawn(
-                f"supernode-{client}",
-                ["flower-supernode", "--insecure", "--superlink", self.address,
-                 "--host", HOST, "--port", str(_free_port()),
-                 "--node-config",
-                 f"partition-id={client} num-partitions={self.clients} threads={self.threads}"],
-                self.home / f"node-{client}",
-            )  # fmt: skip
+        self._wait_healthy(f"https://{self.address}/health")
+
+    def _write_flwr_config(self) -> None:
+        """The operator's `flwr` connection, in the SuperLink's FLWR_HOME."""
+        security = (
+            f'root-certificates = "{self.certs / "ca.crt"}"' if self.closed else "insecure = true"
+        )
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-            f'[superlink.{CONNECTION}]\naddress = "{self.address}"\ninsecure = true\n'
+            f'[superlink.{CONNECTION}]\naddress = "{self.operator}"\n{security}\n'
         )
+
+    def flwr(self, *args: str, home: Path | None = None) -> str:
+        """Run a `flwr` command as the operator (or with another FLWR_HOME); its stdout."""
+        try:
+            done = subprocess.run(
+                [_executable("flwr"), *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=_environment(home or self.home),
+                timeout=FLWR_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise FedTextGradError(
+                f"`flwr {' '.join(args[:2])}` did not finish within {FLWR_TIMEOUT:g} s: see "
+                f"{self.logs / 'superlink.log'}"
+            ) from None
+        if done.returncode != 0:
+            raise FedTextGradError(f"`flwr {' '.join(args[:2])}` failed: {_last_words(done)}")
+        return done.stdout
 
     def submit(self, app_dir: Path) -> subprocess.Popen:
         """`flwr run` with --stream returns when the run has finished."""
@@ -89,9 +181,6 @@ class LocalDeployment:
 
     def _spawn(self, name: str, command: list[str], home: Path) -> subprocess.Popen:
         home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(home)}
-        # Flower starts its helpers (flower-superexec, flwr-serverapp, ...) from PATH.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         log = (self.logs / f"{name}.log").open("wb")
         try:
             process = subprocess.Popen(
@@ -99,7 +188,7 @@ class LocalDeployment:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=_environment(home),
                 start_new_session=True,  # its own process group: stop() kills its children too
             )
         finally:
@@ -112,10 +201,12 @@ class LocalDeployment:
 
     def _wait_healthy(self, url: str) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
+        verify = ssl.create_default_context(cafile=self.certs / "ca.crt") if self.closed else False
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                if httpx.get(url, timeout=2.0, trust_env=False).status_code == 200:
+                response = httpx.get(url, timeout=2.0, trust_env=False, verify=verify)
+                if response.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -208,19 +299,30 @@ async def run_local(
     resume: bool = False,
     on_event: Callable[[dict], None] | None = None,
     node_wait: float = 300.0,
+    closed: bool = False,
 ) -> dict:
-    """Run (or resume) an experiment on a local Flower deployment; returns results.json."""
+    """Run (or resume) an experiment on a local Flower deployment (`closed`: with TLS, the
+    closed SuperLink and one registered key per client); returns results.json."""
     out = Path(out_dir).resolve()
     store = RunStore(out)
     with store.owned():  # refuse now, in one line, if another run holds the directory
         pass  # (the ServerApp's process holds it during the run)
     events = EventTail(out / "events.jsonl")
-    deployment = LocalDeployment(out / "flower", config.federation.clients, config.llm.threads)
+    deployment = LocalDeployment(
+        out / "flower", config.federation.clients, config.llm.threads, closed=closed
+    )
     error = None
     starting = asyncio.ensure_future(asyncio.to_thread(deployment.start))
     try:
         await asyncio.shield(starting)  # on Ctrl-C, let it finish: stop() then sees every process
-        app = write_app(deployment.root / "app", config, out, resume=resume, node_wait=node_wait)
+        app = write_app(
+            deployment.root / "app",
+            config,
+            out,
+            resume=resume,
+            node_wait=node_wait,
+            nodes=deployment.nodes or None,
+        )
         run = deployment.submit(app)
         while True:
             finished = run.poll() is not None
@@ -267,6 +369,19 @@ class EventTail:
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
         return [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
+
+
+def _last_words(done: subprocess.CompletedProcess) -> str:
+    """The last line of text `flwr` printed (its errors come in a box of rules)."""
+    lines = [line.strip(" │╭╮╰╯─") for line in f"{done.stdout}\n{done.stderr}".splitlines()]
+    return next((line for line in reversed(lines) if line), "no output")
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(home)}
+    # Flower starts its helpers (flower-superexec, flwr-serverapp, ...) from PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
 
 
 def _executable(name: str) -> str:

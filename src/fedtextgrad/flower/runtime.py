@@ -1,5 +1,6 @@
 """The Flower runtime: the same `Runtime` as the in-process one, with a Flower `Grid` as the
-transport. Client k is the SuperNode started with `--node-config partition-id=k`.
+transport. Client k is the SuperNode whose key the operator assigned to k (`nodes`, a closed
+federation), or, without assignments, the SuperNode started with `--node-config partition-id=k`.
 
 Every missing reply becomes a `ClientFailure` (an error reply, a SuperNode that is gone, no
 reply by `federation.round_timeout`), so the `Server` decides as it does in-process: aggregate
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate
 from fedtextgrad.federated.runtime import ClientStepSink, Outcome
 from fedtextgrad.flower import messages
+from fedtextgrad.flower.identity import fingerprint
 from fedtextgrad.llm.usage import Usage, record
 
 QUERY_TIMEOUT = 120.0  # a ClientApp process starts per message: imports take a few seconds
@@ -42,6 +44,7 @@ class FlowerRuntime:
         *,
         node_wait: float = 300.0,
         poll: float = 0.5,
+        nodes: Mapping[int, str] | None = None,
         on_event: EventSink | None = None,
     ):
         self.grid = grid
@@ -50,8 +53,10 @@ class FlowerRuntime:
         self.node_wait = node_wait
         self.poll = poll
         self.on_event = on_event
+        self.assigned = dict(nodes or {})  # client id -> the key fingerprint of its SuperNode
         self.nodes: dict[int, int] = {}  # client id (partition-id) -> Flower node id
-        self.foreign: set[int] = set()  # nodes whose partition-id is not one of our clients
+        self.foreign: set[int] = set()  # nodes that serve none of our clients
+        self.served_by: dict[int, str] = {}  # client id -> the node of its update, last train()
         self._waited = False
 
     async def train(
@@ -67,6 +72,7 @@ class FlowerRuntime:
         await self.discover(wait=0.0 if self._waited else self.node_wait)
         self._waited = True
         ttl = self.timeout or DEFAULT_TTL  # an undelivered message must not run after its round
+        self.served_by = {}
         outcomes: dict[int, Outcome] = {}
         sent: dict[int, Message] = {}
         for client in client_ids:
@@ -89,6 +95,7 @@ class FlowerRuntime:
                 continue
             outcome = messages.read_reply(client, reply)
             if isinstance(outcome, ClientUpdate):
+                self.served_by[client] = str(reply.metadata.src_node_id)  # as the SuperLink says
                 _credit(outcome.usage)
                 if on_step:
                     for step in outcome.steps:
@@ -99,7 +106,7 @@ class FlowerRuntime:
         return [outcomes[client] for client in client_ids]
 
     async def discover(self, wait: float) -> None:
-        """Learn which node holds which partition, waiting up to `wait` s for all clients."""
+        """Learn which node serves which client, waiting up to `wait` s for all clients."""
         deadline = time.monotonic() + wait
         before = dict(self.nodes)
         while True:
@@ -107,9 +114,11 @@ class FlowerRuntime:
             for client, node in list(self.nodes.items()):
                 if node not in online:
                     del self.nodes[client]
-            unknown = online - set(self.nodes.values()) - self.foreign
-            if unknown:
-                await self._ask_partitions(sorted(unknown))
+            unknown = sorted(set(online) - set(self.nodes.values()) - self.foreign)
+            if unknown and self.assigned:
+                self._match_keys({node: online[node] for node in unknown})
+            elif unknown:
+                await self._ask_partitions(unknown)
             if len(self.nodes) >= self.clients or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(1.0)
@@ -141,6 +150,22 @@ class FlowerRuntime:
                 await asyncio.sleep(self.poll)
         return replies
 
+    def _match_keys(self, nodes: Mapping[int, bytes]) -> None:
+        """A closed federation: a node serves the client its key was assigned to, whatever
+        partition-id it claims; a node with any other key serves no one."""
+        clients = {key: client for client, key in self.assigned.items()}
+        for node, public_key in nodes.items():
+            try:
+                key = fingerprint(public_key)
+            except ValueError:
+                key = None
+            client = clients.get(key)
+            if client is None:
+                self.foreign.add(node)
+                self._emit("refused_node", node=str(node), key=key, reason="key not assigned")
+            else:
+                self.nodes[client] = node  # the key decides: re-registering changes the id
+
     async def _ask_partitions(self, nodes: list[int]) -> None:
         queries = {
             node: Message(
@@ -157,9 +182,10 @@ class FlowerRuntime:
             else:
                 self.nodes[partition] = node  # a restarted SuperNode replaces its old node id
 
-    def _online_nodes(self) -> set[int]:
+    def _online_nodes(self) -> dict[int, bytes]:
+        """Online node id -> its public key (PEM, as registered with the SuperLink)."""
         return {
-            node.node_id
+            node.node_id: getattr(node, "public_key", b"")
             for node in self.grid.get_nodes()
             if getattr(node, "status", "online") == "online"
         }
