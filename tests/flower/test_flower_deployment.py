@@ -88,6 +88,24 @@ def test_a_server_side_error_reaches_the_caller_as_one_line(tmp_path, toy_server
     assert flower_processes(tmp_path) == []
 
 
+def test_a_server_error_during_a_round_reaches_the_caller_as_one_line(tmp_path, toy_server):
+    # Raised inside the ServerApp's round, it once surfaced as KeyError: 'message'.
+    config = settings(toy_server.url, rounds=1, min_clients=2, round_retries=0)
+    config["llm"]["max_retries"] = 0
+    cfg = load_config(config)
+    answer = toy_server.responder
+
+    def critic_down(messages):
+        if "<SYSTEM_PROMPT>" in messages[-1]["content"]:  # every client's feedback request
+            raise RuntimeError("the critic is down")
+        return answer(messages)
+
+    toy_server.responder = critic_down
+    with pytest.raises(FedTextGradError, match=r"^round 1: only 0 of 2 clients replied"):
+        asyncio.run(run_async(cfg, tmp_path, runtime="flower"))
+    assert flower_processes(tmp_path) == []
+
+
 def test_a_clientapp_keeps_its_scored_history_in_the_node_state_across_rounds(toy_server):
     # The ClientApp rebuilds its client every round: the history must survive in context.state.
     from types import SimpleNamespace
