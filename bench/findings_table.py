@@ -1,0 +1,183 @@
+"""The findings table (issue 31): what aggregation keeps of each client's learning, and how local
+steps and the number of clients change the result, from the findings sweeps' finished runs.
+
+    python bench/findings_table.py [--out docs/results/findings.json]
+
+Aggregation: per run and task, `local` is the test accuracy of the last round's upload of the
+client holding that task (scored here with the run's forward model, cached), `global` the last
+round's global prompt's (from the run); retention = global / local. Local steps and clients:
+the final prompt's test accuracy and the run's tokens. Intervals are 95% over seeds and examples
+(the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from scipy import stats as scipy_stats
+
+from fedtextgrad.federated.setup import Engines, prepare_data
+from fedtextgrad.stats import pooled
+from fedtextgrad.sweep import SweepRun, load_sweep
+from fedtextgrad.textgrad import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = ROOT / "configs" / "sweeps" / "measured"
+QUESTIONS = {  # question -> (sweep file, runs directory, swept key)
+    "aggregation": ("findings_aggregation.toml", "findings_aggregation", "federation.aggregation"),
+    "local_steps": ("findings_local_steps.toml", "findings_k", "train.local_steps"),
+    "clients": ("findings_clients.toml", "findings_clients", "federation.clients"),
+}
+
+
+def finished(sweep_file: str, runs_dir: Path) -> list[tuple[SweepRun, dict]]:
+    runs = []
+    for run in load_sweep(SWEEPS / sweep_file).runs:
+        if run.status(runs_dir) == "complete":
+            runs.append((run, json.loads((runs_dir / run.name / "results.json").read_text())))
+    return runs
+
+
+async def upload_scores(run: SweepRun, results: dict) -> dict[str, list[float]]:
+    """task -> the test scores of its client's last upload (client c holds task c mod tasks)."""
+    config = run.config
+    data = prepare_data(config)
+    tasks = list(data.objective.tasks)
+    uploads = {c["client"]: c["prompt"] for c in results["rounds"][-1]["clients"]}
+    engines = Engines.open(config)
+    scores = {}
+    try:
+        for client, prompt in sorted(uploads.items()):
+            task = tasks[client % len(tasks)]
+            if task in scores:  # 6 clients: the first holder of each task stands for it
+                continue
+            examples = [ex for ex in data.test if ex.task == task]
+            attempts = await evaluate(
+                engines.forward,
+                prompt,
+                examples,
+                data.objective,
+                max_tokens=config.train.forward_max_tokens,
+                purpose="test",
+            )
+            scores[task] = [a.score for a in attempts]
+    finally:
+        await engines.aclose()
+    return scores
+
+
+def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
+    groups: dict[tuple, list] = defaultdict(list)
+    for run, results in runs:
+        groups[run.label["variant"], run.label["federation.aggregation"]].append((run, results))
+    rows = []
+    for (setting, aggregator), members in groups.items():
+        per_task: dict[str, list] = defaultdict(list)  # task -> [(local scores, global scores)]
+        retention: dict[str, list[float]] = defaultdict(list)
+        for run, results in members:
+            local = asyncio.run(upload_scores(run, results))
+            last = results["final"]["last"]
+            data = prepare_data(run.config)
+            for task, scores in local.items():
+                mine = [i for i, ex in enumerate(data.test) if ex.task == task]
+                global_scores = [last["test_scores"][i] for i in mine]
+                per_task[task].append((scores, global_scores))
+                local_acc = sum(scores) / len(scores)
+                retention[task].append(last["test_by_task"][task] / local_acc if local_acc else 1.0)
+        for task, pairs in per_task.items():
+            gap = pooled(pairs)
+            rows.append(
+                {
+                    "question": "aggregation",
+                    "setting": setting,
+                    "aggregator": aggregator,
+                    "value": aggregator,
+                    "task": task,
+                    "local": round(gap.before, 4),
+                    "global": round(gap.after, 4),
+                    "retention": round(_mean(retention[task]), 3),
+                    "retention_ci": _t_interval(retention[task]),
+                    "low": round(gap.low, 4),
+                    "high": round(gap.high, 4),
+                    "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
+                    "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]),
+                    "seeds": [run.seed for run, _ in members],
+                    "n": gap.n,
+                }
+            )
+    return rows
+
+
+def factor_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> list[dict]:
+    groups: dict[object, list] = defaultdict(list)
+    for run, results in runs:
+        groups[run.label[key]].append((run, results))
+    rows = []
+    for value, members in groups.items():
+        pairs = [(r["initial"]["test_scores"], r["final"]["test_scores"]) for _, r in members]
+        gain = pooled(pairs)
+        rows.append(
+            {
+                "question": question,
+                "setting": "homogeneous",
+                "aggregator": members[0][0].config.federation.aggregation,
+                "value": value,
+                "task": members[0][0].config.task.name,
+                "local": None,
+                "global": round(gain.after, 4),
+                "retention": None,
+                "low": round(gain.low, 4),  # of the gain over the initial prompt
+                "high": round(gain.high, 4),
+                "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
+                "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]),
+                "seeds": [run.seed for run, _ in members],
+                "n": gain.n,
+            }
+        )
+    return rows
+
+
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 3) if values else 0.0
+
+
+def _t_interval(values: list[float]) -> list[float] | None:
+    if len(values) < 2:
+        return None
+    low, high = scipy_stats.t.interval(
+        0.95, len(values) - 1, loc=_mean(values), scale=scipy_stats.sem(values)
+    )
+    return [round(low, 3), round(high, 3)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "findings.json")
+    args = parser.parse_args()
+    rows = []
+    for question, (sweep_file, runs_dir, key) in QUESTIONS.items():
+        runs = finished(sweep_file, ROOT / "runs" / runs_dir)
+        if not runs:
+            print(f"{question}: no finished runs in runs/{runs_dir}")
+            continue
+        rows += (
+            aggregation_rows(runs)
+            if question == "aggregation"
+            else factor_rows(question, key, runs)
+        )
+    for r in rows:
+        retention = "" if r["retention"] is None else f" retention {r['retention']:.2f}"
+        print(
+            f"{r['question']:<12} {r['setting']:<11} {str(r['value']):<14} {r['task']:<22} "
+            f"global {r['global']:.2f}{retention} (pooled 95% {r['low']:+.2f}..{r['high']:+.2f}) "
+            f"tokens {r['tokens']:,.0f}"
+        )
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
