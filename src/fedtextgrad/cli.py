@@ -26,6 +26,7 @@ from fedtextgrad.report.cli import report as report_command
 from fedtextgrad.stats import Paired
 from fedtextgrad.sweep import command as sweep_command
 from fedtextgrad.tasks.cli import app as tasks_app
+from fedtextgrad.tracking import TrackOption, TrackUriOption
 
 app = typer.Typer(
     help="Federated prompt optimization with textual gradients.",
@@ -72,13 +73,8 @@ def run(
         bool,
         typer.Option("--dry-run", help="Print the schedule and estimated calls, tokens and cost."),
     ] = False,
-    track: Annotated[
-        str | None, typer.Option("--track", help="Log the finished run to: mlflow.")
-    ] = None,
-    track_uri: Annotated[
-        str | None,
-        typer.Option("--track-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
-    ] = None,
+    track: TrackOption = None,
+    track_uri: TrackUriOption = None,
 ) -> None:
     """Run a federated (or, with one client, centralized) experiment."""
     from fedtextgrad.config import load_config

@@ -50,6 +50,7 @@ from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
+from fedtextgrad.tracking import TrackOption, TrackUriOption
 
 MANIFEST = "sweep.json"
 
@@ -379,13 +380,8 @@ def command(
         list[str] | None,
         typer.Option("--only", help="Only the runs whose name matches: --only 'paper__*seed=0'"),
     ] = None,
-    track: Annotated[
-        str | None, typer.Option("--track", help="Log the sweep's runs to: mlflow.")
-    ] = None,
-    track_uri: Annotated[
-        str | None,
-        typer.Option("--track-uri", help="MLflow tracking URI (default: ./mlflow.db)."),
-    ] = None,
+    track: TrackOption = None,
+    track_uri: TrackUriOption = None,
 ) -> None:
     """Run a grid of experiments × seeds, skipping complete runs and resuming interrupted ones;
     then write a report into OUT/report."""

@@ -14,12 +14,19 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from fedtextgrad.config import flatten
 from fedtextgrad.errors import FedTextGradError
 
 EXPERIMENT = "fedtextgrad"
+# The command-line options of `run` and `sweep`.
+TrackOption = Annotated[str | None, typer.Option("--track", help="Log the runs to: mlflow.")]
+TrackUriOption = Annotated[
+    str | None, typer.Option("--track-uri", help="MLflow tracking URI (default: ./mlflow.db).")
+]
 ARTIFACTS = ("results.json", "report.md", "report.html", "accuracy.png", "prompts")
 
 
