@@ -137,15 +137,17 @@ def main() -> None:
     ]
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(
-        "| task | method | setting | initial | human | final | gain (95% CI) | recovered | seeds | tokens | s/run |"
+        "| task | method | setting | initial | human | final (per seed) | gain, 95% CI "
+        "| recovered | tokens/run | s/run |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         share = f"{100 * r['recovered']:.0f}%" if r["recovered"] is not None else "—"
+        finals = ", ".join(f"{f:.2f}" for f in r["finals"])
         print(
             f"| {r['task']} | {r['method']} | {r['setting']} | {r['initial']:.2f} | "
-            f"{r['human']:.2f} | {r['final']:.2f} | {pct(r['diff'])} ({pct(r['low'])}..{pct(r['high'])}) | "
-            f"{share} | {len(r['seeds'])} | {r['tokens']:,} | {r['seconds']} |"
+            f"{r['human']:.2f} | {r['final']:.2f} ({finals}) | {pct(r['diff'])} "
+            f"({pct(r['low'])}..{pct(r['high'])}) | {share} | {r['tokens']:,} | {r['seconds']} |"
         )
     print()
     for scope in [[task] for task in tasks] + ([tasks] if len(tasks) > 1 else []):
