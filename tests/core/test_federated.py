@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import pytest
@@ -256,3 +257,36 @@ def test_a_run_stops_at_its_token_budget_and_resumes_to_the_unbudgeted_result(tm
         r["global_prompt"] for r in whole.data["rounds"]
     ]
     assert done.data["final"]["prompt"] == whole.data["final"]["prompt"]
+
+
+def test_a_resumed_run_hands_each_client_the_history_it_had(tmp_path):
+    # The scored history lives in the step records, not in the clients: a resume keeps it.
+    def never_learns(cfg):
+        def responder(messages):
+            if "<CURRENT_PROMPT>" in messages[-1]["content"]:  # a new idea per request
+                digest = hashlib.sha256(messages[-1]["content"].encode()).hexdigest()[:6]
+                return f"<IMPROVED_VARIABLE>Idea {digest}.</IMPROVED_VARIABLE>"
+            return toy_responder(messages, targets={})
+
+        llm = scripted_engine(responder)
+        return Engines(llm, llm, llm)
+
+    settings = {
+        "task": {"train_size": 24},  # 12 a client: a holdout of 4 to score the history on
+        "train": {"gate": "select", "candidates": 2, "induce": False},
+        "federation": {"clients": 2, "rounds": 3},
+    }
+    whole = run(config(**settings), tmp_path / "whole", engines=never_learns(config(**settings)))
+    budget = whole.data["rounds"][0]["usage"]["total_tokens"]
+    stopped = config(**settings, llm={"budget_tokens": budget})
+    run(stopped, tmp_path / "run", engines=never_learns(stopped))
+    assert len(json.loads((tmp_path / "run" / "results.json").read_text())["rounds"]) == 1
+    resumed, engines = config(**settings), never_learns(config(**settings))
+    run(resumed, tmp_path / "run", engines=engines, resume=True)
+    asked = [r[-1]["content"] for r in engines.feedback.backend.requests]
+    updates = [text for text in asked if "<CURRENT_PROMPT>" in text]
+    assert updates and all("<PAST_PROMPTS>" in text for text in updates)
+    done = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["global_prompt"] for r in done["rounds"]] == [
+        r["global_prompt"] for r in whole.data["rounds"]
+    ]

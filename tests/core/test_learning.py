@@ -148,19 +148,20 @@ def test_past_prompts_and_scores_are_shown_to_the_optimizer_worst_first():
     asyncio.run(main())
 
 
-def test_the_scored_history_is_kept_across_rounds_and_scored_on_the_holdout():
+def test_the_scored_history_goes_into_the_step_records_and_comes_back_next_round():
     # With one local step a round, a history kept per round was always empty when read.
     async def main():
         llm = candidates_world(good_seed=-1)
         trainer = _trainer(llm, candidates=2, history=4, holdout=4)
-        for round_number in (1, 2):
-            await trainer.train(TASK.initial_prompt, steps=1, round_number=round_number)
+        first = await trainer.train(TASK.initial_prompt, steps=1, round_number=1)
+        (step,) = first.steps
+        assert TASK.initial_prompt in step.scored  # scored on the 4 held-out examples
+        await trainer.train(TASK.initial_prompt, steps=1, round_number=2, history=step.scored)
         updates = [
             r[-1]["content"] for r in llm.backend.requests if "<CURRENT_PROMPT>" in r[-1]["content"]
         ]
         assert "<PAST_PROMPTS>" not in updates[0]
         assert "<PAST_PROMPTS>" in updates[-1] and "Score 0.00:" in updates[-1]
-        assert TASK.initial_prompt in trainer.history  # scored on the 4 held-out examples
 
     asyncio.run(main())
 

@@ -44,11 +44,11 @@ class Misbehaving:
         self.inner, self.id, self.fault, self.when = client, client.id, fault, when
         self.calls: dict[int, int] = {}
 
-    async def run_round(self, prompt: str, round_number: int, local_steps: int, on_step=None):
+    async def run_round(self, prompt, round_number, local_steps, on_step=None, history=None):
         attempt = self.calls.get(round_number, 0)
         self.calls[round_number] = attempt + 1
         if (round_number, attempt) not in self.when:
-            return await self.inner.run_round(prompt, round_number, local_steps, on_step)
+            return await self.inner.run_round(prompt, round_number, local_steps, on_step, history)
         # Work a little first, so the fault strikes mid-round with LLM calls in flight.
         await self.inner.trainer.forward_llm.ask("warming up", purpose="forward")
         if self.fault == "crash":

@@ -106,8 +106,8 @@ def test_a_server_error_during_a_round_reaches_the_caller_as_one_line(tmp_path, 
     assert flower_processes(tmp_path) == []
 
 
-def test_a_clientapp_keeps_its_scored_history_in_the_node_state_across_rounds(toy_server):
-    # The ClientApp rebuilds its client every round: the history must survive in context.state.
+def test_a_clientapp_trains_with_the_history_its_message_carries(toy_server):
+    # The ClientApp holds no state between rounds: the server hands each client its history.
     from types import SimpleNamespace
 
     from flwr.app import Context, RecordDict
@@ -118,12 +118,12 @@ def test_a_clientapp_keeps_its_scored_history_in_the_node_state_across_rounds(to
     config["task"]["train_size"] = 24  # enough for each client's holdout of 4
     text = messages.config_to_text(load_config(config))
     context = Context(0, 0, {"partition-id": 0}, RecordDict(), {"experiment": text})
-    for round_number, prompt in ((1, "Answer."), (2, "Count.")):
-        content = messages.train_content(0, round_number, prompt, 1)
-        asyncio.run(apps._train(SimpleNamespace(content=content), context))
-        history = context.state[apps.HISTORY]
-        assert "Answer." in history["prompts"]  # round 1's scores, kept through round 2
-    assert "Count." in history["prompts"]
+    history = {"Answer carefully.": 0.75}
+    content = messages.train_content(0, 2, "Count.", 1, history)
+    update = asyncio.run(apps._train(SimpleNamespace(content=content), context))
+    assert "Count." in update.steps[0].scored  # this round's scores, for the server to keep
+    updates = [r for r in toy_server.requests if "<CURRENT_PROMPT>" in json.dumps(r.body)]
+    assert updates and all("Answer carefully." in json.dumps(r.body) for r in updates)
 
 
 # -- a closed deployment (docs/flower.md, "Across machines", in miniature) ------------------------

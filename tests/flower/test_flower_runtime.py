@@ -101,8 +101,8 @@ class FakeGrid:
             return Message(Error(code=NODE_UNAVAILABLE, reason="node gone"), reply_to=message)
         if partition in self.raising:
             return Message(messages.error_content("EngineError: no model"), reply_to=message)
-        client_id, round_number, prompt, steps = messages.read_train(message.content)
-        work = self.clients[partition].run_round(prompt, round_number, steps)
+        client_id, round_number, prompt, steps, history = messages.read_train(message.content)
+        work = self.clients[partition].run_round(prompt, round_number, steps, history=history)
         # A fresh context: the server's usage scopes see the client's calls only through the
         # reply, as across a real network.
         future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, work, self.loop)
@@ -131,10 +131,9 @@ def test_the_config_travels_as_text_without_the_api_key():
 def test_a_client_update_survives_the_trip_and_errors_become_failures():
     cfg = config()
     grid = FakeGrid(cfg, None)
-    request = Message(
-        messages.train_content(2, 4, "Be brief.", 3), dst_node_id=102, message_type=messages.TRAIN
-    )
-    assert messages.read_train(request.content) == (2, 4, "Be brief.", 3)
+    content = messages.train_content(2, 4, "Be brief.", 3, {"Be brief.": 0.25})
+    request = Message(content, dst_node_id=102, message_type=messages.TRAIN)
+    assert messages.read_train(request.content) == (2, 4, "Be brief.", 3, {"Be brief.": 0.25})
     update = asyncio.run(grid.clients[2].run_round("Be brief.", 4, 1))
     reply = Message(messages.update_content(update), reply_to=request)
     back = messages.read_reply(2, reply)

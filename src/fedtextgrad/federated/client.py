@@ -57,6 +57,16 @@ class ClientUpdate:
         )
 
 
+def client_histories(rounds: list[dict]) -> dict[int, dict[str, float]]:
+    """Each client's scored prompts in the round records so far (`StepRecord.scored`)."""
+    histories: dict[int, dict[str, float]] = {}
+    for entry in rounds:
+        for client in entry["clients"]:
+            for step in client["steps"]:
+                histories.setdefault(client["client"], {}).update(step.get("scored", {}))
+    return histories
+
+
 @dataclass
 class ClientFailure:
     client: int
@@ -78,10 +88,15 @@ class Client:
         round_number: int,
         local_steps: int,
         on_step: StepSink | None = None,
+        history: dict[str, float] | None = None,
     ) -> ClientUpdate:
         started = time.perf_counter()
         result = await self.trainer.train(
-            global_prompt, steps=local_steps, round_number=round_number, on_step=on_step
+            global_prompt,
+            steps=local_steps,
+            round_number=round_number,
+            on_step=on_step,
+            history=history,
         )
         prompt, privacy = result.prompt, None
         if self.guard is not None:

@@ -4,7 +4,7 @@ the engines' parallel slots stay busy. (The Flower runtime differs only in trans
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Protocol
 
@@ -23,6 +23,7 @@ class Runtime(Protocol):
         prompt: str,
         local_steps: int,
         on_step: ClientStepSink | None = None,
+        histories: Mapping[int, dict[str, float]] | None = None,  # client -> its scored prompts
     ) -> list[Outcome]: ...
 
 
@@ -38,13 +39,16 @@ class InProcessRuntime:
         prompt: str,
         local_steps: int,
         on_step: ClientStepSink | None = None,
+        histories: Mapping[int, dict[str, float]] | None = None,
     ) -> list[Outcome]:
         async def one(client_id: int) -> Outcome:
             client = self.clients[client_id]
             sink = partial(on_step, client_id) if on_step else None
+            history = (histories or {}).get(client_id)
             try:
                 return await asyncio.wait_for(
-                    client.run_round(prompt, round_number, local_steps, sink), self.timeout
+                    client.run_round(prompt, round_number, local_steps, sink, history),
+                    self.timeout,
                 )
             except TimeoutError:
                 return ClientFailure(client_id, f"no update within the {self.timeout:g} s deadline")

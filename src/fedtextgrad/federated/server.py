@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.aggregators import AggregationContext, aggregate
-from fedtextgrad.federated.client import ClientFailure, ClientUpdate
+from fedtextgrad.federated.client import ClientFailure, ClientUpdate, client_histories
 from fedtextgrad.federated.runtime import ClientStepSink, Runtime
 from fedtextgrad.federated.setup import Engines, FederatedData, sample_clients
 from fedtextgrad.federated.store import RunStore, shape_problem
@@ -83,7 +83,7 @@ class Server:
                         "budget", rounds_done=number - 1, tokens=results["usage"]["total_tokens"]
                     )
                     return results
-                entry = await self.round(number, prompt)
+                entry = await self.round(number, prompt, client_histories(results["rounds"]))
                 prompt = entry["global_prompt"]
                 results["rounds"].append(entry)
                 if self.privacy is not None:
@@ -96,7 +96,9 @@ class Server:
         self._emit("done", test_accuracy=results["final"]["test_accuracy"])
         return results
 
-    async def round(self, number: int, prompt: str) -> dict:
+    async def round(
+        self, number: int, prompt: str, histories: dict[int, dict[str, float]] | None = None
+    ) -> dict:
         fed = self.config.federation
         sampled = sample_clients(self.config, number)
         self._emit("round_start", round=number, clients=sampled)
@@ -105,7 +107,12 @@ class Server:
         with track_usage() as usage:
             for attempt in range(fed.round_retries + 1):
                 outcomes = await self.runtime.train(
-                    number, sampled, prompt, self.config.train.local_steps, self._step_event(number)
+                    number,
+                    sampled,
+                    prompt,
+                    self.config.train.local_steps,
+                    self._step_event(number),
+                    histories,
                 )
                 updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
                 for failure in (o for o in outcomes if isinstance(o, ClientFailure)):
@@ -171,7 +178,7 @@ class Server:
 
     def _step_event(self, number: int) -> ClientStepSink:
         def emit(client: int, step: StepRecord) -> None:
-            record = {k: v for k, v in step.to_dict().items() if k != "feedback"}
+            record = {k: v for k, v in step.to_dict().items() if k not in ("feedback", "scored")}
             self._emit("step", round=number, client=client, **record)
 
         return emit

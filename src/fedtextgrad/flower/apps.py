@@ -12,7 +12,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from flwr.app import ConfigRecord, Context, Message
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -25,7 +25,6 @@ from fedtextgrad.flower import messages
 from fedtextgrad.flower.app import read_nodes
 from fedtextgrad.flower.runtime import FlowerRuntime
 
-HISTORY = "fedtextgrad.history"  # context.state: the prompts this client scored, and how well
 server_app = ServerApp()
 client_app = ClientApp()
 
@@ -89,7 +88,7 @@ def train(message: Message, context: Context) -> Message:
 async def _train(message: Message, context: Context) -> ClientUpdate:
     from fedtextgrad.experiment import build_clients
 
-    client_id, round_number, prompt, local_steps = messages.read_train(message.content)
+    client_id, round_number, prompt, local_steps, history = messages.read_train(message.content)
     partition = int(context.node_config.get("partition-id", -1))
     if partition != client_id:
         raise FedTextGradError(
@@ -101,16 +100,7 @@ async def _train(message: Message, context: Context) -> ClientUpdate:
     engines = _client_engines(config)
     try:
         client = build_clients(config, data, engines)[client_id]
-        # The client is rebuilt every round: its scored history lives in the node's state.
-        saved = context.state.get(HISTORY)
-        if isinstance(saved, ConfigRecord):
-            client.trainer.history = dict(zip(saved["prompts"], saved["scores"], strict=True))
-        update = await client.run_round(prompt, round_number, local_steps)
-        history = client.trainer.history
-        context.state[HISTORY] = ConfigRecord(
-            {"prompts": list(history), "scores": list(history.values())}
-        )
-        return update
+        return await client.run_round(prompt, round_number, local_steps, history=history)
     finally:
         await engines.aclose()
 

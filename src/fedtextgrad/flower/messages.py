@@ -43,7 +43,15 @@ def config_from_text(
 # -- server → client ------------------------------------------------------------------------------
 
 
-def train_content(client_id: int, round_number: int, prompt: str, local_steps: int) -> RecordDict:
+def train_content(
+    client_id: int,
+    round_number: int,
+    prompt: str,
+    local_steps: int,
+    history: dict[str, float] | None = None,
+) -> RecordDict:
+    """The round's instruction to one client, with its own scored history: clients keep no
+    state between rounds, so a resumed run hands them what they had."""
     return RecordDict(
         {
             "round": ConfigRecord(
@@ -52,20 +60,22 @@ def train_content(client_id: int, round_number: int, prompt: str, local_steps: i
                     "round": round_number,
                     "local-steps": local_steps,
                     "prompt": prompt,
+                    "history": json.dumps(history or {}, ensure_ascii=False),
                 }
             )
         }
     )
 
 
-def read_train(content: RecordDict) -> tuple[int, int, str, int]:
-    """(client id, round, global prompt, local steps)."""
+def read_train(content: RecordDict) -> tuple[int, int, str, int, dict[str, float]]:
+    """(client id, round, global prompt, local steps, the client's scored history)."""
     record = content.config_records["round"]
     return (
         int(record["client"]),
         int(record["round"]),
         str(record["prompt"]),
         int(record["local-steps"]),
+        json.loads(str(record.get("history", "{}"))),
     )
 
 

@@ -66,6 +66,7 @@ class FlowerRuntime:
         prompt: str,
         local_steps: int,
         on_step: ClientStepSink | None = None,
+        histories: Mapping[int, dict[str, float]] | None = None,
     ) -> list[Outcome]:
         """`on_step` hears of a client's steps when its reply arrives (they are not streamed)."""
         # The first round waits for the federation to gather; later ones only look for newcomers.
@@ -82,7 +83,8 @@ class FlowerRuntime:
                     client, f"no SuperNode with partition-id={client} is connected"
                 )
                 continue
-            content = messages.train_content(client, round_number, prompt, local_steps)
+            history = (histories or {}).get(client)
+            content = messages.train_content(client, round_number, prompt, local_steps, history)
             sent[client] = Message(
                 content, dst_node_id=node, message_type=messages.TRAIN, ttl=ttl,
                 group_id=f"round-{round_number}",

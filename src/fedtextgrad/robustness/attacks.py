@@ -72,12 +72,15 @@ class MaliciousClient:
         round_number: int,
         local_steps: int,
         on_step: StepSink | None = None,
+        history: dict[str, float] | None = None,
     ) -> ClientUpdate:
         if self.attack == "flood":  # no need to train: the payload is the point
             upload = Upload(self.id, global_prompt, len(self.trainer.train_set))
             update = ClientUpdate(upload, steps=[])
         else:
-            update = await self.inner.run_round(global_prompt, round_number, local_steps, on_step)
+            update = await self.inner.run_round(
+                global_prompt, round_number, local_steps, on_step, history
+            )
         prompt = tamper(self.attack, update.upload.prompt, self.trainer.objective)
         upload = dataclasses.replace(update.upload, prompt=prompt, accuracy_after=1.0)
         return dataclasses.replace(update, upload=upload)

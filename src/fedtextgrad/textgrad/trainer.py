@@ -45,6 +45,7 @@ class StepRecord:
     candidates: int = 0  # distinct rewrites the gate compared
     dropped: list[str] = field(default_factory=list)  # sentences naming the batch's examples
     chosen: str = ""  # where the kept candidate came from: "rewrite" or "induced" (ours)
+    scored: dict[str, float] = field(default_factory=dict)  # prompt -> its holdout accuracy
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +94,8 @@ class LocalTrainer:
         self.val_set = list(val)[: config.gate_val_size] if config.gate_val_size else list(val)
         self.train_set, self.holdout = self._hold_out(list(train))
         # Ours, `train.history`: every prompt the select gate scored, with its accuracy on the
-        # fixed holdout (so scores compare), kept across rounds: the optimizer sees the best.
+        # fixed holdout (so scores compare): the optimizer sees the best. The server keeps it in
+        # the step records and hands it back each round, so a client holds no state.
         self.history: dict[str, float] = {}
 
     def _hold_out(self, train: list[Example]) -> tuple[list[Example], list[Example]]:
@@ -129,9 +131,12 @@ class LocalTrainer:
         steps: int,
         round_number: int = 1,
         on_step: StepSink | None = None,
+        history: dict[str, float] | None = None,
     ) -> TrainResult:
+        """K steps from `prompt`; `history`: the prompts this learner scored in earlier rounds."""
         records: list[StepRecord] = []
         memory = Memory()
+        self.history = dict(history or {})
         after: float | None = None
         with track_usage() as usage:
             for number, batch in enumerate(self.batches(round_number, steps), 1):
@@ -298,10 +303,11 @@ class LocalTrainer:
         scores = [tg.accuracy(s) for s in scored]
         if self.holdout and cfg.resolved_gate == "select":  # the holdout comes last
             held = [old_attempts, *scored]
-            self.history |= {
+            record.scored = {
                 p: tg.accuracy(a[len(batch) :])
                 for p, a in zip([prompt, *candidates], held, strict=True)
             }
+            self.history |= record.scored
         best = max(range(len(candidates)), key=lambda i: (scores[i], -len(candidates[i])))
         new = scores[best]
         accepted = {
