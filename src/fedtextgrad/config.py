@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.llm.settings import LLMSettings
+from fedtextgrad.redaction import mask_url
 
 
 class _Section(BaseModel):
@@ -201,8 +202,11 @@ class ExperimentConfig(_Section):
         return self
 
     def public_dict(self) -> dict:
-        """The resolved config as written to results (secrets masked)."""
-        return json.loads(self.model_dump_json())
+        """The resolved config as written to results (secrets masked: the key, a URL's password)."""
+        data = json.loads(self.model_dump_json())
+        if data["llm"].get("base_url"):
+            data["llm"]["base_url"] = mask_url(data["llm"]["base_url"])
+        return data
 
 
 def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> ExperimentConfig:

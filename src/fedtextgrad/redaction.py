@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 from typing import Any
+from urllib.parse import urlsplit
 
 MASK = "***"
 _SECRET_LEAF = re.compile(r"(api_?key|token|password|secret)$", re.IGNORECASE)
@@ -24,9 +25,10 @@ def is_secret_key(dotted: str) -> bool:
     return bool(_SECRET_LEAF.search(dotted.rsplit(".", 1)[-1]))
 
 
-def register(value: object) -> None:
-    """Remember a secret value so that `redact` removes it from everything written later."""
-    if isinstance(value, str) and _secret_like(value.strip()):
+def register(value: object, *, always: bool = False) -> None:
+    """Remember a secret value so that `redact` removes it from everything written later.
+    `always`: even if it looks like a placeholder (a password in a URL is never one)."""
+    if isinstance(value, str) and value.strip() and (always or _secret_like(value.strip())):
         secret = value.strip()
         _known.add(secret)
         _grams.update(secret[i : i + 6] for i in range(len(secret) - 5))
@@ -50,6 +52,15 @@ def mask_settings(settings: dict[str, Any]) -> dict[str, Any]:
             value = MASK
         masked[key] = value
     return masked
+
+
+def mask_url(url: str) -> str:
+    """The URL with the password of its user part masked: https://user:***@host/v1."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    return parts._replace(netloc=f"{user}{MASK}@{parts.netloc.rsplit('@', 1)[1]}").geturl()
 
 
 def redact(text: str) -> str:

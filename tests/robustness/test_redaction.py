@@ -66,3 +66,17 @@ def test_a_password_in_the_base_url_is_registered_as_a_secret():
     settings = LLMSettings(base_url="https://bob:pw-LONGSECRET9@host/v1")
     assert "LONGSECRET9" not in redact(settings.model_dump_json())
     assert "https://bob:***@host/v1" in redact(settings.model_dump_json())
+
+
+def test_a_short_password_in_the_base_url_is_masked_however_plain():
+    from fedtextgrad import load_config
+
+    config = load_config(
+        {
+            "task": {"name": "ii_sum"},
+            "engines": {"forward": "openai:m"},
+            "llm": {"base_url": "http://bob:pw@127.0.0.1:9/v1"},
+        }
+    )
+    assert config.public_dict()["llm"]["base_url"] == "http://bob:***@127.0.0.1:9/v1"
+    assert "pw@" not in redact("cannot reach openai:m@http://bob:pw@127.0.0.1:9/v1")

@@ -49,7 +49,7 @@ class LLMSettings(BaseModel):
         if self.api_key is not None:
             register(self.api_key.get_secret_value())
         if self.base_url:
-            register(urlsplit(self.base_url).password)
+            register(urlsplit(self.base_url).password, always=True)
         return self
 
 
