@@ -147,6 +147,8 @@ def _mean(values: list[float]) -> float:
 def _t_interval(values: list[float]) -> list[float] | None:
     if len(values) < 2:
         return None
+    if len(set(values)) == 1:  # no spread: the t interval is NaN, which JSON cannot hold
+        return [values[0], values[0]]
     low, high = scipy_stats.t.interval(
         0.95, len(values) - 1, loc=_mean(values), scale=scipy_stats.sem(values)
     )

@@ -95,18 +95,20 @@ def row(task: str, variant: str, runs: list[tuple[SweepRun, dict]], human: float
 
 def compare(groups, tasks: list[str], base: str, other: str) -> Paired | None:
     """other's final prompts against base's on the same test examples, the tasks' examples
-    side by side and the seeds paired by number; None unless both ran every task and seed."""
+    side by side and the seeds paired by number; only seeds both ran on every task."""
 
-    def finals(variant: str) -> dict[int, list[float]]:
-        by_seed: dict[int, list[float]] = defaultdict(list)
-        for task in tasks:
-            for run, results in groups.get((task, variant), []):
-                by_seed[run.seed] += results["final"]["test_scores"]
-        return by_seed
+    def finals(variant: str) -> dict[tuple[int, str], list[float]]:
+        return {
+            (run.seed, task): results["final"]["test_scores"]
+            for task in tasks
+            for run, results in groups.get((task, variant), [])
+        }
 
     a, b = finals(base), finals(other)
-    seeds = [s for s in a if s in b and len(a[s]) == len(b[s])]
-    return pooled([(a[s], b[s]) for s in seeds]) if seeds else None
+    seeds = {seed for seed, _ in a} & {seed for seed, _ in b}
+    seeds = [s for s in sorted(seeds) if all((s, t) in a and (s, t) in b for t in tasks)]
+    pairs = [(sum((a[s, t] for t in tasks), []), sum((b[s, t] for t in tasks), [])) for s in seeds]
+    return pooled(pairs) if pairs else None
 
 
 def pct(x: float) -> str:

@@ -181,7 +181,9 @@ def _print_estimate(cfg) -> None:
     paid = [spec for spec in cfg.engines.resolved.values() if spec.startswith("openai:")]
     cost = est.cost(cfg.llm.price_per_mtok)
     if paid and cost is not None:
-        typer.echo(f"  at most ~${cost:,.2f} at ${cfg.llm.price_per_mtok}/M tokens")
+        typer.echo(
+            f"  at most ~${cost:,.2f} at ${cfg.llm.price_per_mtok}/M tokens (every engine's)"
+        )
     elif not paid:
         typer.echo("  local engines only: no money, only time")
 

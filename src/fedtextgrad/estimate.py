@@ -102,11 +102,13 @@ def _client_round(est, config, data, client: int, prompt: int, text: float, rate
 def _server_round(est, config, uploads: int, answer_chars: float, val: int) -> None:
     """answer_chars: a forward request's (the prompt and an example)."""
     fed, answer = config.federation, config.train.forward_max_tokens
-    if fed.aggregation in ("summarize", "uid_summarize"):
+    if fed.aggregation != "concat":  # an LLM merge
         merge = REQUEST_CHARS + uploads * answer_chars
         est.add("aggregation", 1, merge, max(1024, round(merge / 3)))
-    elif fed.aggregation == "select":
-        est.add("aggregation", uploads * val, answer_chars, answer)
+    if fed.aggregation in ("select", "retain"):  # every upload and the merge, on validation
+        est.add("aggregation", (uploads + 1) * val, answer_chars, answer)
+    if fed.aggregation == "retain":  # a task lost: the repaired merge and the concatenation too
+        est.add("aggregation", 2 * val, answer_chars, answer)
     if config.defense.enabled:
         est.add("defense", uploads * val, answer_chars, answer)
     est.add("evaluation", val, answer_chars, answer)  # the new global prompt

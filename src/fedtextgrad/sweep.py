@@ -300,6 +300,7 @@ class SweepOutcome:
     skipped: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    budget: list[str] = field(default_factory=list)  # stopped at llm.budget_tokens
 
 
 RunEventSink = Callable[[str, dict], None]
@@ -329,7 +330,7 @@ async def run_sweep(
         async with slots:
             sink = (lambda event: on_event(run.name, event)) if on_event else None
             try:
-                await run_async(
+                results = await run_async(
                     run.config,
                     out_dir / run.name,
                     resume=True,
@@ -341,7 +342,8 @@ async def run_sweep(
                 if on_event:
                     on_event(run.name, {"event": "failed", "error": outcome.failed[run.name]})
                 return
-            outcome.completed.append(run.name)
+            done = outcome.budget if results.data["status"] == "budget" else outcome.completed
+            done.append(run.name)
 
     try:
         pending = []
@@ -411,6 +413,7 @@ def command(
     typer.echo(
         f"{len(sweep.chosen)} runs: {len(outcome.completed)} ran, {len(outcome.skipped)} skipped "
         f"(already complete), {len(outcome.failed)} failed"
+        + (f", {len(outcome.budget)} stopped at the token budget" if outcome.budget else "")
     )
     from fedtextgrad.report import write_report
 
@@ -419,7 +422,8 @@ def command(
     if track:
         from fedtextgrad.tracking import log_sweep
 
-        parent = log_sweep(out, [out / run.name for run in sweep.runs], track_uri)
+        done = [out / run.name for run in sweep.chosen if run.status(out) == "complete"]
+        parent = log_sweep(out, done, track_uri)
         typer.echo(f"tracked: MLflow run {parent} (a child per finished run)")
     if outcome.failed:
         raise FedTextGradError(

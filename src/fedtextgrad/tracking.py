@@ -56,7 +56,7 @@ def _session(uri: str | None) -> Iterator[Any]:
     mlflow, uri = require_mlflow(), uri or default_uri()
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        store = Path(uri.removeprefix("sqlite:///")).parent  # artifacts beside the database
+        store = Path(uri.removeprefix("sqlite:///")).resolve().parent  # artifacts beside it
         mlflow.create_experiment(EXPERIMENT, artifact_location=(store / "mlartifacts").as_uri())
     mlflow.set_experiment(EXPERIMENT)
     yield mlflow

@@ -238,3 +238,10 @@ def test_a_complete_run_whose_task_file_changed_is_not_reused(tmp_path):
     task.write_text("\n".join(lines).replace(" + ", " plus "))  # every example edited
     (run,) = load_sweep(tmp_path / "s.toml").runs
     assert run.status(tmp_path / "out") == "stale"
+
+
+def test_runs_stopped_at_the_token_budget_are_told_apart(tmp_path):
+    sweep = load_sweep(make_sweep_file(tmp_path), ["llm.budget_tokens=1"])
+    outcome = asyncio.run(run_sweep(sweep, tmp_path / "out", pool=ToyPool()))
+    assert sorted(outcome.budget) == sorted(r.name for r in sweep.runs)
+    assert outcome.completed == [] and outcome.failed == {}

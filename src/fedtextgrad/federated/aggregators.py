@@ -114,11 +114,8 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
         raise ValueError("the retain aggregator needs server validation data")
     merged = await uid_summarize(uploads, ctx)
     distinct = list(dict.fromkeys(u.prompt for u in uploads))
-    scores = dict(
-        zip(
-            distinct + [merged.prompt], await _by_task(ctx, [*distinct, merged.prompt]), strict=True
-        )
-    )
+    scored = list(dict.fromkeys([*distinct, merged.prompt]))  # a fallback merge is an upload
+    scores = dict(zip(scored, await _by_task(ctx, scored), strict=True))
     best = {task: max(scores[p][task] for p in distinct) for task in scores[merged.prompt]}
     lost = [t for t, acc in scores[merged.prompt].items() if acc < best[t] - RETAIN_MARGIN]
     info: dict = {"merge": merged.info, "lost": lost}
@@ -131,6 +128,8 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
         "concatenation": (await concat(uploads, ctx)).prompt,
     }
     options = {k: p for k, p in options.items() if len(p) <= ctx.max_chars}
+    if not options:  # all over the cap: `aggregate` falls back, as for any merge too long
+        return Aggregate(merged.prompt, info)
     fresh = [p for p in dict.fromkeys(options.values()) if p not in scores]
     scores |= dict(zip(fresh, await _by_task(ctx, fresh), strict=True))
 

@@ -75,7 +75,7 @@ def assignments(options: Sequence[str], clients: int) -> dict[int, str]:
     assigned: dict[int, str] = {}
     for option in options:
         client, sep, key = option.partition("=")
-        if not sep or not client.strip().isdigit():
+        if not sep or not client.strip().isdecimal():
             raise FedTextGradError(
                 f"--node '{option}' is not CLIENT=KEY: write e.g. --node 0=keys/client-0.pub"
             )

@@ -158,9 +158,7 @@ def _html(reports: list[StudyReport]) -> str:
             parts.append(
                 f"<details open><summary>How the prompt evolved: {html.escape(title)}</summary>"
             )
-            parts.append(
-                evolution_html(run.results).removeprefix("<h2>How the prompt evolved</h2>")
-            )
+            parts.append(evolution_html(run.results))
             parts.append("</details>")
         parts.append("</section>")
         sections.append("\n".join(parts))

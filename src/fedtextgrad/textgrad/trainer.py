@@ -236,7 +236,8 @@ class LocalTrainer:
     async def _induce(
         self, prompt: str, attempts: list[Attempt], specific: set[str], limits: dict
     ) -> list[Update]:
-        """Ours, `train.induce`: one more candidate, induced from the batch's pairs."""
+        """The instruction induced from the batch's pairs: ours' extra candidate (`train.induce`),
+        and the whole of the `induce` baseline."""
         if not self.config.induce and self.config.method != "induce":
             return []
         llm, rules = self.feedback_llm, self.extra_rules
