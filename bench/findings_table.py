@@ -100,12 +100,7 @@ def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
                     "global": round(gap.after, 4),
                     "retention": round(_mean(retention[task]), 3),
                     "retention_ci": _t_interval(retention[task]),
-                    "low": round(gap.low, 4),
-                    "high": round(gap.high, 4),
-                    "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
-                    "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]),
-                    "seeds": [run.seed for run, _ in members],
-                    "n": gap.n,
+                    **_shared(members, gap),
                 }
             )
     return rows
@@ -129,15 +124,22 @@ def factor_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> l
                 "local": None,
                 "global": round(gain.after, 4),
                 "retention": None,
-                "low": round(gain.low, 4),  # of the gain over the initial prompt
-                "high": round(gain.high, 4),
-                "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
-                "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]),
-                "seeds": [run.seed for run, _ in members],
-                "n": gain.n,
+                **_shared(members, gain),  # the interval: of the gain over the initial prompt
             }
         )
     return rows
+
+
+def _shared(members: list[tuple[SweepRun, dict]], gap) -> dict:
+    """The columns every row has: the pooled interval, lengths, cost, seeds, examples."""
+    return {
+        "low": round(gap.low, 4),
+        "high": round(gap.high, 4),
+        "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
+        "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]),
+        "seeds": [run.seed for run, _ in members],
+        "n": gap.n,
+    }
 
 
 def _mean(values: list[float]) -> float:
