@@ -203,7 +203,7 @@ CASES = {
     ),
     "results of the wrong shape": (
         lambda f: ["run", str(f["ok"]), "--out", str(f["shapeless"]), "--resume"],
-        "results.json is not a run's results ('config' is missing or of the wrong type)",
+        "results.json is not a run's results ('config': field required)",
     ),
     "corrupt response cache": (
         lambda f: with_set(f, "llm.cache=true", f"llm.cache_dir='{f['corrupt_cache']}'"),

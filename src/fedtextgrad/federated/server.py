@@ -18,16 +18,16 @@ from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate, client_histories
 from fedtextgrad.federated.runtime import ClientStepSink, Runtime
 from fedtextgrad.federated.setup import Engines, FederatedData, sample_clients
-from fedtextgrad.federated.store import RunStore, shape_problem
+from fedtextgrad.federated.store import RunStore
 from fedtextgrad.llm.usage import Usage, track_usage
 from fedtextgrad.metrics import measure
 from fedtextgrad.privacy.monitor import PrivacyMonitor
+from fedtextgrad.record import SCHEMA_VERSION
 from fedtextgrad.robustness.defenses import Defense
 from fedtextgrad.stats import paired
 from fedtextgrad.tasks import Example
 from fedtextgrad.textgrad import StepRecord, accuracy, evaluate, judge
 
-SCHEMA_VERSION = 1
 EventSink = Callable[[dict], None]
 
 
@@ -322,11 +322,6 @@ class Server:
         if not resume:
             raise FedTextGradError(
                 f"{self.store.dir} already holds a run: pass --resume to continue it, or use another --out"
-            )
-        if problem := shape_problem(results):
-            raise FedTextGradError(
-                f"{self.store.results_path} is not a run's results ({problem}): remove it, or use "
-                "another --out"
             )
         if _without_llm(results["config"]) != _without_llm(config):
             raise FedTextGradError(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from fedtextgrad.artifacts import append_line, refuse_foreign, write_atomic
 from fedtextgrad.errors import FedTextGradError
-from fedtextgrad.llm.usage import Usage
+from fedtextgrad.record import RecordError, dump_run, read_run
 from fedtextgrad.redaction import redact_data
 
 if TYPE_CHECKING:
@@ -56,21 +56,13 @@ class RunStore:
             os.close(fd)  # releases the lock; the file stays (removing it would race)
 
     def load(self) -> dict | None:
+        """The run's results.json, checked against the run record, or None if there is none."""
         if not self.results_path.exists():
             return None
-        try:
-            return json.loads(self.results_path.read_text())
-        except json.JSONDecodeError:
-            raise FedTextGradError(
-                f"{self.results_path} is not valid JSON: remove it, or use another --out"
-            ) from None
-        except (RecursionError, ValueError):  # nested too deeply, a 4300-digit integer
-            raise FedTextGradError(
-                f"{self.results_path} is not a run's results: remove it, or use another --out"
-            ) from None
+        return read_results(self.results_path, "remove it, or use another --out")
 
     def save(self, results: dict) -> None:
-        write_atomic(self.results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        write_atomic(self.results_path, dump_run(results))
 
     def write_prompt(self, name: str, text: str) -> None:
         write_atomic(self.dir / "prompts" / f"{name}.txt", text + "\n")
@@ -100,30 +92,15 @@ class RunStore:
         return record
 
 
-# What a resume or a report reads of results.json, and of what kind.
-_SHAPE = {"status": str, "config": dict, "rounds": list, "usage": dict, "wall_seconds": int | float}
-
-
-def shape_problem(results: object) -> str | None:
-    """What keeps a loaded results.json from being resumed (edited by hand, another program's
-    file), or None: resuming would otherwise fail deep inside, with a traceback."""
-    if not isinstance(results, dict):
-        return "not a JSON object"
-    wrong = [key for key, kind in _SHAPE.items() if not isinstance(results.get(key), kind)]
-    if wrong:
-        return f"'{wrong[0]}' is missing or of the wrong type"
-    if results["status"] not in ("running", "budget", "complete"):
-        return "an unknown status"
-    rounds = results["rounds"]
-    if not all(isinstance(r, dict) and isinstance(r.get("global_prompt"), str) for r in rounds):
-        return "a round without its global prompt"
-    initial = results.get("initial", {"prompt": ""})
-    if not isinstance(initial, dict) or not isinstance(initial.get("prompt"), str):
-        return "'initial' without its prompt"
-    if results["status"] == "complete" and not isinstance(results.get("final"), dict):
-        return "a complete run without 'final'"
+def read_results(path: Path, fix: str) -> dict:
+    """A results.json checked against the run record; a file that is not one fails in one line
+    that ends with `fix`."""
     try:
-        Usage.from_dict(results["usage"]).total()  # adds every count: each must be a number
-    except (AttributeError, TypeError):
-        return "'usage' is not a usage record"
-    return None
+        data = json.loads(path.read_text())
+        read_run(data)
+    except json.JSONDecodeError:
+        raise FedTextGradError(f"{path} is not valid JSON: {fix}") from None
+    except (RecordError, RecursionError, ValueError) as problem:  # too deep, a huge integer
+        detail = f" ({problem})" if isinstance(problem, RecordError) else ""
+        raise FedTextGradError(f"{path} is not a run's results{detail}: {fix}") from None
+    return data

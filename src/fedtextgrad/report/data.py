@@ -12,7 +12,7 @@ from scipy.stats import t as student_t
 
 from fedtextgrad.config import flatten
 from fedtextgrad.errors import FedTextGradError
-from fedtextgrad.federated.store import shape_problem
+from fedtextgrad.federated.store import read_results
 from fedtextgrad.stats import Paired, points, pooled
 
 NOTE = (
@@ -167,15 +167,7 @@ def load_studies(paths: list[str | Path]) -> list[Study]:
 
 def _read(run_dir: Path) -> dict | None:
     path = run_dir / "results.json"
-    if not path.exists():
-        return None
-    try:
-        results = json.loads(path.read_text())
-    except (ValueError, RecursionError):  # not JSON, nested too deep, a 4300-digit integer
-        raise FedTextGradError(f"{path} is not valid JSON: remove it or rerun that run") from None
-    if problem := shape_problem(results):
-        raise FedTextGradError(f"{path} is not a run's results ({problem}): remove it or rerun it")
-    return results
+    return read_results(path, "remove it or rerun that run") if path.exists() else None
 
 
 def _sweep_study(sweep_dir: Path) -> Study:
