@@ -9,13 +9,15 @@ from pathlib import Path
 from fedtextgrad.config import ExperimentConfig, load_config
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.client import Client
+from fedtextgrad.federated.hooks import ServerHook
 from fedtextgrad.federated.runtime import InProcessRuntime, Runtime
 from fedtextgrad.federated.server import EventSink, Server
 from fedtextgrad.federated.setup import Engines, FederatedData, prepare_data
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.privacy.guard import RecordingTrainer, attach_guards, instruction_rules
-from fedtextgrad.privacy.monitor import plant_canaries
+from fedtextgrad.privacy.monitor import PrivacyMonitor, plant_canaries
 from fedtextgrad.robustness.attacks import with_attackers
+from fedtextgrad.robustness.defenses import Defense
 
 
 @dataclass
@@ -69,6 +71,13 @@ def build_clients(config: ExperimentConfig, data: FederatedData, engines: Engine
     return with_attackers(clients, config.federation.attackers, config.federation.attack)
 
 
+def server_hooks(config: ExperimentConfig, data: FederatedData) -> list[ServerHook]:
+    """What the server's rounds add: the defenses (recorded even when off), and the leakage
+    audit and canaries when the privacy settings ask for them."""
+    monitor = PrivacyMonitor.from_config(config, data)
+    return [Defense(config.defense, data.objective), *([monitor] if monitor else [])]
+
+
 async def run_async(
     config: ExperimentConfig | str | Path,
     out_dir: str | Path,
@@ -99,7 +108,8 @@ async def run_async(
             runtime = InProcessRuntime(
                 build_clients(config, data, engines), config.federation.round_timeout
             )
-        server = Server(config, data, engines, runtime, RunStore(out_dir), on_event)
+        hooks = server_hooks(config, data)
+        server = Server(config, data, engines, runtime, RunStore(out_dir), on_event, hooks)
         results = await server.run(resume=resume)
         if results["status"] == "complete":  # the run's own report.md and plot
             from fedtextgrad.report import write_run_report  # matplotlib: only when needed

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fedtextgrad.federated.aggregators import Upload
+from fedtextgrad.federated.hooks import UploadHook
 from fedtextgrad.llm.usage import Usage
 from fedtextgrad.textgrad import LocalTrainer, StepRecord
 from fedtextgrad.textgrad.trainer import StepSink
-
-if TYPE_CHECKING:
-    from fedtextgrad.privacy.guard import UploadGuard
 
 
 @dataclass
@@ -77,7 +74,7 @@ class ClientFailure:
 
 
 class Client:
-    def __init__(self, client_id: int, trainer: LocalTrainer, guard: UploadGuard | None = None):
+    def __init__(self, client_id: int, trainer: LocalTrainer, guard: UploadHook | None = None):
         self.id = client_id
         self.trainer = trainer
         self.guard = guard  # privacy: turns the trained prompt into the upload

@@ -16,14 +16,13 @@ from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate, client_histories
+from fedtextgrad.federated.hooks import ServerHook
 from fedtextgrad.federated.runtime import ClientStepSink, Runtime
 from fedtextgrad.federated.setup import Engines, FederatedData, sample_clients
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.llm.usage import Usage, track_usage
 from fedtextgrad.metrics import measure
-from fedtextgrad.privacy.monitor import PrivacyMonitor
 from fedtextgrad.record import SCHEMA_VERSION
-from fedtextgrad.robustness.defenses import Defense
 from fedtextgrad.stats import paired
 from fedtextgrad.tasks import Example
 from fedtextgrad.textgrad import StepRecord, accuracy, evaluate, judge
@@ -40,6 +39,7 @@ class Server:
         runtime: Runtime,
         store: RunStore,
         on_event: EventSink | None = None,
+        hooks: Sequence[ServerHook] = (),
     ):
         self.config = config
         self.data = data
@@ -47,7 +47,7 @@ class Server:
         self.runtime = runtime
         self.store = store
         self.on_event = on_event
-        self.privacy = PrivacyMonitor.from_config(config, data)  # leakage audit, canaries
+        self.hooks = list(hooks)  # defenses, the privacy audit: parts added to each round
         self._scored: dict[tuple, dict] = {}  # (prompt, examples) -> result: never re-scored
 
     # -- the loop -----------------------------------------------------------------------------
@@ -86,8 +86,8 @@ class Server:
                 entry = await self.round(number, prompt, client_histories(results["rounds"]))
                 prompt = entry["global_prompt"]
                 results["rounds"].append(entry)
-                if self.privacy is not None:
-                    results["privacy"] = self.privacy.summary(results["rounds"])
+                for hook in self.hooks:
+                    hook.summarize(results)
                 self.store.write_prompt(f"round_{number:03d}", prompt)
                 self._save(results, usage, session, spent_before, started)
             results["final"] = await self._final(results)
@@ -99,67 +99,40 @@ class Server:
     async def round(
         self, number: int, prompt: str, histories: dict[int, dict[str, float]] | None = None
     ) -> dict:
-        fed = self.config.federation
+        """sample ► train ► screen ► aggregate ► evaluate ► accept ► record. The hooks (defenses,
+        the privacy audit) take part in screen, accept and record."""
         sampled = sample_clients(self.config, number)
         self._emit("round_start", round=number, clients=sampled)
         started = time.perf_counter()
-        failures: list[dict] = []
         with track_usage() as usage:
-            for attempt in range(fed.round_retries + 1):
-                outcomes = await self.runtime.train(
-                    number,
-                    sampled,
-                    prompt,
-                    self.config.train.local_steps,
-                    self._step_event(number),
-                    histories,
-                )
-                updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
-                for failure in (o for o in outcomes if isinstance(o, ClientFailure)):
-                    failures.append({**failure.to_record(), "attempt": attempt})
-                    self._emit("client_failure", round=number, **failure.to_record())
-                if len(updates) >= min(fed.min_clients, len(sampled)):
-                    break
-            else:
-                raise FedTextGradError(
-                    f"round {number}: only {len(updates)} of {len(sampled)} clients replied after "
-                    f"{fed.round_retries + 1} attempts (need federation.min_clients="
-                    f"{fed.min_clients}); last errors: {'; '.join(f['error'] for f in failures[-3:])}"
-                )
-            updates.sort(key=lambda u: u.upload.client)  # arrival order must not change results
-            defense = Defense(self.config.defense, self.data.objective, self._defense_score)
-            uploads = await defense.screen([u.upload for u in updates], prompt)
-            merged = await aggregate(fed.aggregation, uploads, self._aggregation_context(prompt))
-            if not defense.screen_aggregate(merged.prompt, prompt):
-                merged.prompt = prompt
-            val = await self.evaluate(merged.prompt, self.data.val)
-            if not await defense.accepts(merged.prompt, val, prompt):  # keep the old prompt
-                merged.prompt, val = prompt, await defense.score(prompt)
-            acceptance = await self._acceptance(merged.prompt, val, prompt)
-            if not acceptance.get("accepted", True):
-                merged.prompt, val = prompt, await self.evaluate(prompt, self.data.val)
+            for hook in self.hooks:
+                hook.start_round(number, self._validation)
+            updates, failures = await self._train(number, sampled, prompt, histories)
+            uploads = [u.upload for u in updates]
+            for hook in self.hooks:
+                uploads = await hook.screen(uploads, prompt)
+            merged = await aggregate(
+                self.config.federation.aggregation, uploads, self._aggregation_context(prompt)
+            )
+            new_prompt, val, acceptance = await self._accept(merged.prompt, prompt)
         entry = {
             "round": number,
             "sampled": sampled,
-            "global_prompt": merged.prompt,
+            "global_prompt": new_prompt,
             "val_accuracy": val["accuracy"],
             "val_by_task": val["by_task"],
-            "prompt_chars": len(merged.prompt),
-            "prompt_tokens": await self.engines.forward.count_tokens(merged.prompt),
-            **await self._uid(merged.prompt),
+            "prompt_chars": len(new_prompt),
+            "prompt_tokens": await self.engines.forward.count_tokens(new_prompt),
+            **await self._uid(new_prompt),
             "aggregation": merged.info,
             "acceptance": acceptance,
-            "clients": [defense.slim(u.to_record() | self._served_by(u)) for u in updates],
+            "clients": [u.to_record() | self._served_by(u) for u in updates],
             "failures": failures,
-            "defense": defense.record,
             "seconds": round(time.perf_counter() - started, 3),
             "usage": usage.to_dict(),
         }
-        if self.privacy is not None:  # what the uploads and the new global prompt reveal
-            entry["privacy"], canary_events = self.privacy.round(
-                number, updates, prompt, merged.prompt
-            )
-            for event in canary_events:
+        for hook in self.hooks:
+            for event in hook.end_round(entry, updates, prompt):
                 self._emit(**event)
         self._emit(
             "round",
@@ -170,6 +143,52 @@ class Server:
             failures=len(failures),
         )
         return entry
+
+    async def _train(
+        self,
+        number: int,
+        sampled: list[int],
+        prompt: str,
+        histories: dict[int, dict[str, float]] | None,
+    ) -> tuple[list[ClientUpdate], list[dict]]:
+        """The sampled clients' updates, in client order (arrival order must not change
+        results), retrying the round while fewer than `federation.min_clients` reply."""
+        fed = self.config.federation
+        failures: list[dict] = []
+        for attempt in range(fed.round_retries + 1):
+            outcomes = await self.runtime.train(
+                number,
+                sampled,
+                prompt,
+                self.config.train.local_steps,
+                self._step_event(number),
+                histories,
+            )
+            updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
+            for failure in (o for o in outcomes if isinstance(o, ClientFailure)):
+                failures.append({**failure.to_record(), "attempt": attempt})
+                self._emit("client_failure", round=number, **failure.to_record())
+            if len(updates) >= min(fed.min_clients, len(sampled)):
+                return sorted(updates, key=lambda u: u.upload.client), failures
+        raise FedTextGradError(
+            f"round {number}: only {len(updates)} of {len(sampled)} clients replied after "
+            f"{fed.round_retries + 1} attempts (need federation.min_clients="
+            f"{fed.min_clients}); last errors: {'; '.join(f['error'] for f in failures[-3:])}"
+        )
+
+    async def _accept(self, merged: str, prompt: str) -> tuple[str, dict, dict]:
+        """The prompt the round broadcasts, its validation result and the acceptance record:
+        the merge, unless a hook refuses it or `federation.acceptance` does; else `prompt`."""
+        if not all(hook.screen_aggregate(merged, prompt) for hook in self.hooks):
+            merged = prompt
+        val = await self.evaluate(merged, self.data.val)
+        for hook in self.hooks:
+            if not await hook.accepts(merged, val, prompt):
+                return prompt, await self.evaluate(prompt, self.data.val), {}
+        acceptance = await self._acceptance(merged, val, prompt)
+        if not acceptance.get("accepted", True):
+            return prompt, await self.evaluate(prompt, self.data.val), acceptance
+        return merged, val, acceptance
 
     def _served_by(self, update: ClientUpdate) -> dict:
         """The node that sent the update, where the runtime knows it (a Flower SuperNode)."""
@@ -282,7 +301,8 @@ class Server:
             return {}
         return {"uid": (await measure(self.engines.forward, prompt)).to_dict()}
 
-    async def _defense_score(self, prompt: str) -> dict:
+    async def _validation(self, prompt: str) -> dict:
+        """What a hook scores a prompt with: the server's validation data."""
         return await self.evaluate(prompt, self.data.val, purpose="defense")
 
     def _aggregation_context(self, previous: str) -> AggregationContext:

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.federated.client import ClientUpdate
+from fedtextgrad.federated.hooks import ServerHook
 from fedtextgrad.federated.setup import FederatedData
 from fedtextgrad.privacy import canaries as cn
 from fedtextgrad.privacy.audit import ClientProfile, audit, build_profile
@@ -56,7 +57,7 @@ def client_profiles(config: ExperimentConfig, data: FederatedData) -> list[Clien
     ]
 
 
-class PrivacyMonitor:
+class PrivacyMonitor(ServerHook):
     def __init__(self, config: ExperimentConfig, data: FederatedData):
         """`data` as `prepare_data` returns it: the canaries are planted here as in
         `build_clients`, so the audit sees what the clients hold."""
@@ -71,6 +72,16 @@ class PrivacyMonitor:
     def from_config(cls, config: ExperimentConfig, data: FederatedData) -> PrivacyMonitor | None:
         pc = config.privacy
         return cls(config, data) if pc.audit or pc.canaries else None
+
+    def end_round(self, entry: dict, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
+        """What the uploads and the new global prompt reveal."""
+        entry["privacy"], events = self.round(
+            entry["round"], updates, prompt, entry["global_prompt"]
+        )
+        return events
+
+    def summarize(self, results: dict) -> None:
+        results["privacy"] = self.summary(results["rounds"])
 
     def round(
         self, number: int, updates: Sequence[ClientUpdate], incoming: str, global_prompt: str

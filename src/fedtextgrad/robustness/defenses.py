@@ -18,16 +18,16 @@ import hashlib
 import re
 import statistics
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from fedtextgrad.config import DefenseConfig
+from fedtextgrad.federated.hooks import Scorer, ServerHook
 from fedtextgrad.textgrad import Objective
 
 if TYPE_CHECKING:
     from fedtextgrad.federated.aggregators import Upload
-
-Scorer = Callable[[str], Awaitable[dict]]  # prompt -> {"accuracy": ..., "by_task": ...}
+    from fedtextgrad.federated.client import ClientUpdate
 
 _OVERRIDE = re.compile(
     r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}?"
@@ -44,17 +44,25 @@ MAD_FLOOR = 0.05  # word overlap varies this much between honest clients anyway
 PREVIEW_CHARS = 300
 
 
-class Defense:
-    """One round's screening and acceptance check. Scores are memoized per prompt, so the
-    global prompt is evaluated once for both the screen and the acceptance check."""
+class Defense(ServerHook):
+    """Each round's screening and acceptance check. Scores are memoized per prompt in a round,
+    so the global prompt is evaluated once for both the screen and the acceptance check."""
 
-    def __init__(self, config: DefenseConfig, objective: Objective, score: Scorer):
+    def __init__(self, config: DefenseConfig, objective: Objective, score: Scorer | None = None):
         self.config = config
         self.objective = objective
+        self.start_round(0, score)
+
+    def start_round(self, number: int, score: Scorer | None) -> None:
         self._score = score
         self._scores: dict[str, asyncio.Task[dict]] = {}
-        self.record: dict = {"enabled": config.enabled}
+        self.record: dict = {"enabled": self.config.enabled}
         self._too_long: set[int | str] = set()
+
+    def end_round(self, entry: dict, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
+        entry["defense"] = self.record
+        entry["clients"] = [self.slim(client) for client in entry["clients"]]
+        return []
 
     async def score(self, prompt: str) -> dict:
         if prompt not in self._scores:
