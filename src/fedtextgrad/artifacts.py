@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import RunStateError
 from fedtextgrad.redaction import redact
 
 
@@ -41,7 +41,7 @@ def refuse_foreign(
     `what` (a run, a report) would overwrite someone else's files: refused in one line."""
     clashes = [name for name in outputs if (directory / name).exists()]
     if clashes and not any((directory / mark).exists() for mark in marks):
-        raise FedTextGradError(
+        raise RunStateError(
             f"{directory} holds {', '.join(clashes)} but no {what}: give --out a new or empty "
             "directory"
         )

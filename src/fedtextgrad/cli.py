@@ -243,7 +243,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # errors come to us, to be told in one line
     except FedTextGradError as error:
-        _fail(str(error), 1)
+        _fail(str(error), error.exit_status)
     except click.exceptions.NoArgsIsHelpError:  # the help was shown
         sys.exit(2)
     except click.UsageError as error:  # bad arguments: one line, not click's boxed panel

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError
 from fedtextgrad.llm.settings import LLMSettings
 from fedtextgrad.redaction import mask_url
 
@@ -217,40 +217,38 @@ def load_config(source: str | Path | dict, overrides: list[str] | None = None) -
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as error:
-        raise FedTextGradError(f"invalid config: {describe(error)}") from None
+        raise ConfigError(f"invalid config: {describe(error)}") from None
 
 
 def read_toml(path: Path, what: str) -> dict:
     """A TOML file's data, or one line that says why it cannot be read (`what`: config, sweep)."""
     if not path.is_file():
-        raise FedTextGradError(f"{what} file not found: {path}")
+        raise ConfigError(f"{what} file not found: {path}")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
-        raise FedTextGradError(f"{path} is not valid TOML: {error}") from None
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
     except UnicodeDecodeError:
-        raise FedTextGradError(f"{path} is not a UTF-8 text file: give a TOML {what}") from None
+        raise ConfigError(f"{path} is not a UTF-8 text file: give a TOML {what}") from None
     except RecursionError:
-        raise FedTextGradError(f"{path} nests too deeply to be a {what}") from None
+        raise ConfigError(f"{path} nests too deeply to be a {what}") from None
     except ValueError:  # an integer past Python's 4300-digit limit
-        raise FedTextGradError(f"{path} holds a number too large to be a {what}") from None
+        raise ConfigError(f"{path} holds a number too large to be a {what}") from None
     except OSError as error:
-        raise FedTextGradError(f"cannot read {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
 
 
 def apply_override(data: dict, override: str) -> None:
     """`train.local_steps=5` sets data["train"]["local_steps"] = 5 (the value parsed as TOML)."""
     key, sep, raw = override.partition("=")
     if not sep or not key.strip():
-        raise FedTextGradError(
-            f"invalid override '{override}': use key=value, e.g. train.local_steps=5"
-        )
+        raise ConfigError(f"invalid override '{override}': use key=value, e.g. train.local_steps=5")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # a bare word is a string: task.name=bbh_word_sorting
     except (RecursionError, ValueError):  # nested too deeply, or an integer of 4300+ digits
-        raise FedTextGradError(
+        raise ConfigError(
             f"invalid override '{key.strip()}': its value nests too deeply or is too large"
         ) from None
     set_dotted(data, key.strip(), value)
@@ -263,7 +261,7 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise FedTextGradError(f"invalid override '{key}': '{part}' is not a section")
+            raise ConfigError(f"invalid override '{key}': '{part}' is not a section")
     node[leaf] = value
 
 

@@ -46,7 +46,7 @@ from fedtextgrad.config import (
     read_toml,
     set_dotted,
 )
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError, FedTextGradError
 from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
@@ -189,10 +189,10 @@ def load_sweep(
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
-        raise FedTextGradError(f"invalid sweep {path}: {describe(error)}") from None
+        raise ConfigError(f"invalid sweep {path}: {describe(error)}") from None
     base_path = (path.parent / spec.base).resolve()
     if not base_path.is_file():
-        raise FedTextGradError(
+        raise ConfigError(
             f"{path}: base config not found: {base_path} (base is relative to the sweep file)"
         )
     base = read_toml(base_path, "config")
@@ -207,12 +207,12 @@ def load_sweep(
             try:
                 config = load_config(_apply(base, settings), overrides)
             except FedTextGradError as error:
-                raise FedTextGradError(f"{path}: run {_run_name(label, seed)}: {error}") from None
+                raise type(error)(f"{path}: run {_run_name(label, seed)}: {error}") from None
             sweep.runs.append(SweepRun(_run_name(label, seed), label, seed, settings, config))
     _unique_names(sweep.runs)
     sweep.only = list(only or [])
     if not sweep.chosen:
-        raise FedTextGradError(f"--only {' '.join(sweep.only)} matches no run of {path}")
+        raise ConfigError(f"--only {' '.join(sweep.only)} matches no run of {path}")
     return sweep
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from fedtextgrad.config import flatten
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError
 
 EXPERIMENT = "fedtextgrad"
 # The command-line options of `run` and `sweep`.
@@ -34,16 +34,14 @@ def require_mlflow() -> Any:
     try:
         import mlflow
     except ImportError:
-        raise FedTextGradError(
-            "--track mlflow needs MLflow: pip install 'fedtextgrad[track]'"
-        ) from None
+        raise ConfigError("--track mlflow needs MLflow: pip install 'fedtextgrad[track]'") from None
     return mlflow
 
 
 def check_tracker(track: str) -> None:
     """Before a run, not after it: an unknown tracker, or MLflow missing."""
     if track != "mlflow":
-        raise FedTextGradError(f"--track {track}: the tracker can be mlflow")
+        raise ConfigError(f"--track {track}: the tracker can be mlflow")
     require_mlflow()
 
 

@@ -38,6 +38,7 @@ def imported_at_import_time(module: str, path: Path) -> set[str]:
             elif isinstance(node, ast.If | ast.Try | ast.With):
                 visit(node.body)
                 visit(getattr(node, "orelse", []))
+
     visit(ast.parse(path.read_text()).body)
     return {name for name in found if name in MODULES and name != module}
 

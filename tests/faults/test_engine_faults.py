@@ -141,7 +141,7 @@ def test_the_cli_reports_an_engine_failure_in_one_line(server):
         env=env,
         timeout=120,
     )
-    assert done.returncode == 1
+    assert done.returncode == 4  # an engine error
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "the API key was rejected" in lines[0]
     assert "Traceback" not in done.stderr and "sk-cli-key-0000" not in done.stderr + done.stdout

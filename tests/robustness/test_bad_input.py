@@ -408,3 +408,16 @@ def test_random_bytes_as_task_files_give_a_task_or_one_line(tmp_path, data, suff
     path = tmp_path / f"task{suffix}"
     path.write_bytes(data)
     load_or_one_line(path, (None, None, None))
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("unknown key", 2),  # ConfigError
+        ("missing task file", 3),  # DataError
+        ("results of the wrong shape", 5),  # RunStateError
+    ],
+)
+def test_the_exit_status_names_the_kind_of_error(monkeypatch, capsys, files, case, status):
+    make_args, _ = CASES[case]
+    assert run_cli(monkeypatch, capsys, *make_args(files))[0] == status

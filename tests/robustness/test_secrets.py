@@ -100,7 +100,7 @@ def test_the_api_key_appears_in_no_output(tmp_path):
         )
         sent = {seen.headers.get("authorization") for seen in server.requests}
     assert sent == {f"Bearer {SECRET}"}  # the key was really used ...
-    assert failed.returncode == 1 and "may not use this model" in failed.stderr
+    assert failed.returncode == 4 and "may not use this model" in failed.stderr
     assert "***" in failed.stderr
     for done in (ok, report, failed):  # ... and shown nowhere
         assert MARK not in done.stdout + done.stderr

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from fedtextgrad.config import ExperimentConfig
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import FedTextGradError, RunStateError
 from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate, client_histories
 from fedtextgrad.federated.hooks import ServerHook
@@ -340,16 +340,16 @@ class Server:
                 "wall_seconds": 0.0,
             }
         if not resume:
-            raise FedTextGradError(
+            raise RunStateError(
                 f"{self.store.dir} already holds a run: pass --resume to continue it, or use another --out"
             )
         if _without_llm(results["config"]) != _without_llm(config):
-            raise FedTextGradError(
+            raise RunStateError(
                 f"the config differs from the run in {self.store.dir}: resume with the same config, "
                 "or use another --out"
             )
         if results.get("data_fingerprint", fingerprint) != fingerprint:
-            raise FedTextGradError(
+            raise RunStateError(
                 f"the task data changed since the run in {self.store.dir} started (a task file "
                 "or data directory differs): restore it, or start a new run with another --out"
             )

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 
 from fedtextgrad.config import ExperimentConfig
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.tasks import Example, load_task, partition
 from fedtextgrad.textgrad import Objective
@@ -92,7 +92,7 @@ def _split(examples, clients: int, method: str, config: ExperimentConfig) -> lis
     if clients == 1:
         return [list(examples)]
     if len(examples) < clients:
-        raise FedTextGradError(
+        raise ConfigError(
             f"{len(examples)} examples cannot be split over {clients} clients: "
             "raise task.train_size or lower federation.clients"
         )

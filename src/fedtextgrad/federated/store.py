@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedtextgrad.artifacts import append_line, refuse_foreign, write_atomic
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import RunStateError
 from fedtextgrad.record import RecordError, dump_run, read_run
 from fedtextgrad.redaction import redact_data
 
@@ -44,7 +44,7 @@ class RunStore:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise FedTextGradError(
+            raise RunStateError(
                 f"{self.dir} is in use by another run{f' (pid {holder})' if holder else ''}: "
                 "wait for it to finish, or use another --out"
             ) from None
@@ -99,8 +99,8 @@ def read_results(path: Path, fix: str) -> dict:
         data = json.loads(path.read_text())
         read_run(data)
     except json.JSONDecodeError:
-        raise FedTextGradError(f"{path} is not valid JSON: {fix}") from None
+        raise RunStateError(f"{path} is not valid JSON: {fix}") from None
     except (RecordError, RecursionError, ValueError) as problem:  # too deep, a huge integer
         detail = f" ({problem})" if isinstance(problem, RecordError) else ""
-        raise FedTextGradError(f"{path} is not a run's results{detail}: {fix}") from None
+        raise RunStateError(f"{path} is not a run's results{detail}: {fix}") from None
     return data

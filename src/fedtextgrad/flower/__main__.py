@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError, FedTextGradError
 from fedtextgrad.redaction import redact
 
 cli = typer.Typer(
@@ -58,7 +58,7 @@ def app(
     from fedtextgrad.flower.identity import assignments
 
     if not Path(out).is_absolute():
-        raise FedTextGradError(
+        raise ConfigError(
             f"--out '{out}' is relative: give an absolute path on the SuperLink's host"
         )
     experiment = load_config(config, overrides)
@@ -95,7 +95,7 @@ def run() -> None:
         cli()
     except FedTextGradError as error:
         print(f"error: {redact(str(error))}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(error.exit_status)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedtextgrad.config import ExperimentConfig
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError, FedTextGradError
 from fedtextgrad.federated.client import ClientUpdate
 from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.federated.store import RunStore
@@ -91,7 +91,7 @@ async def _train(message: Message, context: Context) -> ClientUpdate:
     client_id, round_number, prompt, local_steps, history = messages.read_train(message.content)
     partition = int(context.node_config.get("partition-id", -1))
     if partition != client_id:
-        raise FedTextGradError(
+        raise ConfigError(
             f"this SuperNode holds partition-id={partition}, not client {client_id}: "
             "give every SuperNode its own --node-config 'partition-id=N'"
         )

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError
 
 FINGERPRINT_PREFIX = "SHA256:"
 _FINGERPRINT_LENGTH = len(FINGERPRINT_PREFIX) + 43  # base64 of 32 bytes, without padding
@@ -49,21 +49,21 @@ def node_key(value: str) -> str:
     """A `--node` key: a `SHA256:` fingerprint as is, or the fingerprint of a public key file."""
     if value.startswith(FINGERPRINT_PREFIX):
         if len(value) != _FINGERPRINT_LENGTH:
-            raise FedTextGradError(
+            raise ConfigError(
                 f"--node: '{value}' is not a SHA256 fingerprint: copy it whole from "
                 "`ssh-keygen -lf KEY.pub`, or give the .pub file"
             )
         return value
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FedTextGradError(
+        raise ConfigError(
             f"--node: '{value}' is neither a public key file nor a SHA256: fingerprint: give the "
             "SuperNode's .pub file (the one registered with `flwr supernode register`)"
         )
     try:
         return fingerprint(path.read_bytes())
     except ValueError:
-        raise FedTextGradError(
+        raise ConfigError(
             f"--node: {path} is not a public key: give the .pub file made by "
             "`ssh-keygen -t ecdsa -b 384`"
         ) from None
@@ -76,21 +76,21 @@ def assignments(options: Sequence[str], clients: int) -> dict[int, str]:
     for option in options:
         client, sep, key = option.partition("=")
         if not sep or not client.strip().isdecimal():
-            raise FedTextGradError(
+            raise ConfigError(
                 f"--node '{option}' is not CLIENT=KEY: write e.g. --node 0=keys/client-0.pub"
             )
         number = int(client)
         if not 0 <= number < clients:
-            raise FedTextGradError(
+            raise ConfigError(
                 f"--node {option}: the experiment has clients 0..{clients - 1}: fix the client id"
             )
         if number in assigned:
-            raise FedTextGradError(f"--node: client {number} is given twice: give each client once")
+            raise ConfigError(f"--node: client {number} is given twice: give each client once")
         assigned[number] = node_key(key.strip())
     if len(set(assigned.values())) != len(assigned):
-        raise FedTextGradError("--node: one key is given to two clients: give each its own key")
+        raise ConfigError("--node: one key is given to two clients: give each its own key")
     if assigned and (missing := [c for c in range(clients) if c not in assigned]):
-        raise FedTextGradError(
+        raise ConfigError(
             f"--node: clients {missing} have no key: give every client its SuperNode's key"
         )
     return assigned

@@ -34,7 +34,7 @@ from typing import Any
 
 import uvicorn
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError, FedTextGradError
 from fedtextgrad.flower.identity import names_host
 
 OPERATOR_HOST = "127.0.0.1"
@@ -102,17 +102,17 @@ def flower_config(flower_args: Sequence[str]):
 def require_closed(config) -> None:
     """TLS and SuperNode authentication are what make the public listener closed."""
     if config.certificates is None:
-        raise FedTextGradError(
+        raise ConfigError(
             "a closed SuperLink needs TLS: give --ssl-ca-certfile, --ssl-certfile and "
             "--ssl-keyfile instead of --insecure (docs/flower.md, Across machines)"
         )
     if not config.enable_supernode_auth:
-        raise FedTextGradError(
+        raise ConfigError(
             "a closed SuperLink needs --enable-supernode-auth: without it any SuperNode that "
             "trusts the CA may join; add it and register each SuperNode's key"
         )
     if not names_host(Path(config.ssl_certfile).read_bytes(), OPERATOR_HOST):
-        raise FedTextGradError(
+        raise ConfigError(
             f"{config.ssl_certfile} does not name {OPERATOR_HOST} in its subjectAltName, which "
             f"the SuperExec and the operator's flwr dial: add IP:{OPERATOR_HOST} and sign it again"
         )
@@ -153,7 +153,7 @@ async def _serve(config, public: socket.socket, operator: socket.socket) -> None
     _stop(servers)
     await asyncio.gather(*tasks)
     if not all(server.started for server in servers):
-        raise FedTextGradError("the SuperLink failed to start: see its log above")
+        raise ConfigError("the SuperLink failed to start: see its log above")
 
 
 def _flower_superlink() -> ModuleType:

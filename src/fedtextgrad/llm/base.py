@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import EngineError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
 
@@ -23,10 +23,6 @@ class Completion:
 class TokenLogprob:
     token: str
     logprob: float
-
-
-class EngineError(FedTextGradError):
-    """A failure of an LLM endpoint that retrying will not fix (bad key, bad request, no model)."""
 
 
 class TransientEngineError(EngineError):

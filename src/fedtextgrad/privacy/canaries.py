@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 
 from fedtextgrad import text
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError
 from fedtextgrad.tasks import Example
 
 # Syllables for names no language model has seen: detection must not fire by chance.
@@ -46,7 +46,7 @@ class Canary:
 def make_canaries(count: int, seed: int | str, client: int = 0) -> list[Canary]:
     """`count` distinct canaries, a pure function of (count, seed)."""
     if count > MAX_CANARIES:  # refused at once: the search below would only fail slowly
-        raise FedTextGradError(_too_many(count))
+        raise ConfigError(_too_many(count))
     rng = random.Random(f"{seed}/canaries")
     canaries: list[Canary] = []
     seen: set = set()  # no two canaries share a name word, an account or a phrase window
@@ -62,7 +62,7 @@ def make_canaries(count: int, seed: int | str, client: int = 0) -> list[Canary]:
         seen |= marks
         canaries.append(Canary(len(canaries), name, account, phrase, client))
     if len(canaries) < count:
-        raise FedTextGradError(_too_many(count))
+        raise ConfigError(_too_many(count))
     return canaries
 
 
@@ -78,7 +78,7 @@ def _made_up_word(rng: random.Random) -> str:
 def plant(examples: list[Example], canaries: list[Canary]) -> tuple[list[Example], list[Canary]]:
     """Append canary i to example i (cycling when there are more canaries than examples)."""
     if not examples:
-        raise FedTextGradError("the canary client holds no training examples: choose another")
+        raise ConfigError("the canary client holds no training examples: choose another")
     planted = list(examples)
     placed = []
     for canary in canaries:

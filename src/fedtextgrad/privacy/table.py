@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import FedTextGradError, RunStateError
 
 COLUMNS = (
     "run",
@@ -37,10 +37,10 @@ def defense_name(settings: dict) -> str:
 def row(run_dir: Path) -> list[str]:
     path = run_dir / "results.json"
     if not path.is_file():
-        raise FedTextGradError(f"{path} not found: pass run directories of completed runs")
+        raise RunStateError(f"{path} not found: pass run directories of completed runs")
     results = json.loads(path.read_text())
     if "privacy" not in results or "final" not in results:
-        raise FedTextGradError(f"{run_dir} has no privacy summary or is not complete")
+        raise RunStateError(f"{run_dir} has no privacy summary or is not complete")
     privacy = results["privacy"]
     leakage = privacy["leakage"]
     canaries = privacy.get("canaries")
@@ -95,7 +95,7 @@ def what_if(run_dir: Path) -> str:
     results = json.loads((run_dir / "results.json").read_text())
     config = load_config(results["config"])
     if config.privacy.sanitize != "off" or config.privacy.upload_policy != "off":
-        raise FedTextGradError(f"{run_dir}: --what-if needs a run without sanitizer or policy")
+        raise RunStateError(f"{run_dir}: --what-if needs a run without sanitizer or policy")
     data = plant_canaries(config, prepare_data(config))
     profiles = client_profiles(config, data)
     n = config.privacy.copy_ngram

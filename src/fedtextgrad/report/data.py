@@ -11,7 +11,7 @@ from typing import Any
 from scipy.stats import t as student_t
 
 from fedtextgrad.config import flatten
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError, RunStateError
 from fedtextgrad.federated.store import read_results
 from fedtextgrad.stats import Paired, points, pooled
 
@@ -141,7 +141,7 @@ def load_studies(paths: list[str | Path]) -> list[Study]:
     loose: list[Path] = []
     for path in map(Path, paths):
         if not path.is_dir():
-            raise FedTextGradError(f"not a directory: {path} (give sweep or run directories)")
+            raise RunStateError(f"not a directory: {path} (give sweep or run directories)")
         found = sorted(p.parent.resolve() for p in path.rglob(MANIFEST))
         sweep_dirs += [d for d in found if d not in sweep_dirs]
         for results in sorted(path.rglob("results.json")):
@@ -158,7 +158,7 @@ def load_studies(paths: list[str | Path]) -> list[Study]:
         if names[study.name] > 1:
             study.name = f"{study.name}-{names[study.name]}"
     if not studies:
-        raise FedTextGradError(
+        raise ConfigError(
             f"no runs found under {', '.join(map(str, paths))}: give directories that hold "
             "results.json files (run or sweep output)"
         )
@@ -174,7 +174,7 @@ def _sweep_study(sweep_dir: Path) -> Study:
     try:
         manifest = json.loads((sweep_dir / MANIFEST).read_text())
     except json.JSONDecodeError:
-        raise FedTextGradError(
+        raise RunStateError(
             f"{sweep_dir / MANIFEST} is not valid JSON: run the sweep again to rewrite it"
         ) from None
     settings: dict[str, Setting] = {}

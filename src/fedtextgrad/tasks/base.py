@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import DataError
 from fedtextgrad.tasks import scoring
 
 DATA_ENV = "FEDTEXTGRAD_DATA"
@@ -81,7 +81,7 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     if not path.is_dir():
         # A mistyped path must not silently swap real data for generated data.
         origin = "data_dir" if data_dir not in (None, "") else f"${DATA_ENV}"
-        raise FedTextGradError(
+        raise DataError(
             f"data directory '{path}' (from {origin}) does not exist: "
             f"point task.data_dir / {DATA_ENV} at a folder holding bbh/ and gsm8k/, or unset it"
         )
@@ -117,10 +117,10 @@ def build_task(
     parts = []
     for split_name, examples, size in zip(("train", "val", "test"), splits, sizes, strict=True):
         if size is not None and size < 0:
-            raise FedTextGradError(f"{split_name}_size is {size}: use a positive number or None")
+            raise DataError(f"{split_name}_size is {size}: use a positive number or None")
         kept = tuple(examples[:size] if size is not None else examples)
         if not kept:
-            raise FedTextGradError(
+            raise DataError(
                 f"task '{name}' has an empty {split_name} split ({len(examples)} examples "
                 f"available, {split_name}_size={size}): use more data or a larger {split_name}_size"
             )
@@ -142,7 +142,5 @@ def build_task(
 def draw(pool: Sequence[Example], n: int, seed: int, source: str) -> list[Example]:
     """n distinct examples from pool, reproducibly."""
     if n > len(pool):
-        raise FedTextGradError(
-            f"asked for {n} examples but {source} has {len(pool)}: ask for fewer"
-        )
+        raise DataError(f"asked for {n} examples but {source} has {len(pool)}: ask for fewer")
     return random.Random(seed).sample(list(pool), n)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import DataError
 from fedtextgrad.tasks.base import (
     NUMBER_FORMAT,
     NUMBER_PROMPT,
@@ -28,14 +28,14 @@ def _read_json(path: Path) -> list[Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
-        raise FedTextGradError(
+        raise DataError(
             f"{path} is not valid JSON (line {err.lineno}: {err.msg}): fix the file"
         ) from None
     if isinstance(data, dict) and isinstance(data.get("examples"), list):
         return data["examples"]
     if isinstance(data, list):
         return data
-    raise FedTextGradError(
+    raise DataError(
         f'{path} has no "examples" list: use {{"examples": [{{"input": ..., "target": ...}}]}}'
     )
 
@@ -49,7 +49,7 @@ def _read_jsonl(path: Path) -> list[Any]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise FedTextGradError(
+            raise DataError(
                 f"{path} line {number} is not valid JSON ({err.msg}): put one object per line"
             ) from None
     return rows
@@ -61,19 +61,17 @@ def _read_csv(path: Path) -> list[Any]:
         columns = set(reader.fieldnames or ())
         if not ({"input", "target"} <= columns or {"question", "answer"} <= columns):
             found = ", ".join(reader.fieldnames or ()) or "none"
-            raise FedTextGradError(
-                f"{path} lacks input/target columns (found: {found}): {_COLUMNS_HINT}"
-            )
+            raise DataError(f"{path} lacks input/target columns (found: {found}): {_COLUMNS_HINT}")
         return list(reader)
 
 
 def _field(row: dict, name: str, path: Path, number: int) -> str:
     value = row[name]
     if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-        raise FedTextGradError(f"{path} row {number}: '{name}' must be text, got {value!r}")
+        raise DataError(f"{path} row {number}: '{name}' must be text, got {value!r}")
     text = "" if value is None else str(value).strip()
     if not text:  # also a CSV row cut short
-        raise FedTextGradError(f"{path} row {number}: '{name}' is empty: fill it or drop the row")
+        raise DataError(f"{path} row {number}: '{name}' is empty: fill it or drop the row")
     return text
 
 
@@ -86,7 +84,7 @@ def _gsm8k_target(answer: str) -> str:
 def row_to_example(row: Any, number: int, path: Path, task: str) -> Example:
     """One file row as an Example, or a one-line error naming the row and the fix."""
     if not isinstance(row, dict):
-        raise FedTextGradError(f"{path} row {number} is not an object: {_COLUMNS_HINT}")
+        raise DataError(f"{path} row {number} is not an object: {_COLUMNS_HINT}")
     key = str(row.get("key") or "")
     if "input" in row and "target" in row:
         return Example(
@@ -96,9 +94,7 @@ def row_to_example(row: Any, number: int, path: Path, task: str) -> Example:
         answer = _gsm8k_target(_field(row, "answer", path, number))
         return Example(_field(row, "question", path, number), answer, task, key)
     found = ", ".join(map(str, row)) or "none"
-    raise FedTextGradError(
-        f"{path} row {number} lacks input/target (found: {found}): {_COLUMNS_HINT}"
-    )
+    raise DataError(f"{path} row {number} lacks input/target (found: {found}): {_COLUMNS_HINT}")
 
 
 def read_examples(path: Path, task: str) -> list[Example]:
@@ -106,25 +102,23 @@ def read_examples(path: Path, task: str) -> list[Example]:
     readers = {".json": _read_json, ".jsonl": _read_jsonl, ".csv": _read_csv}
     reader = readers.get(path.suffix.lower())
     if reader is None:
-        raise FedTextGradError(f"{path}: unsupported file type: use a .json, .jsonl or .csv file")
+        raise DataError(f"{path}: unsupported file type: use a .json, .jsonl or .csv file")
     if not path.is_file():
-        raise FedTextGradError(f"task file '{path}' not found: check the path")
+        raise DataError(f"task file '{path}' not found: check the path")
     try:
         rows = reader(path)
     except UnicodeDecodeError:
-        raise FedTextGradError(f"{path} is not UTF-8 text: save it as UTF-8") from None
+        raise DataError(f"{path} is not UTF-8 text: save it as UTF-8") from None
     except csv.Error as error:
-        raise FedTextGradError(
-            f"{path} is not a readable CSV file ({error}): fix the file"
-        ) from None
+        raise DataError(f"{path} is not a readable CSV file ({error}): fix the file") from None
     except RecursionError:
-        raise FedTextGradError(f"{path} nests too deeply to hold examples: fix the file") from None
+        raise DataError(f"{path} nests too deeply to hold examples: fix the file") from None
     except ValueError:  # an integer past Python's 4300-digit limit
-        raise FedTextGradError(
+        raise DataError(
             f"{path} holds a number too large to read: quote it as text, or fix the file"
         ) from None
     if not rows:
-        raise FedTextGradError(f"{path} has no examples: add rows with input and target")
+        raise DataError(f"{path} has no examples: add rows with input and target")
     return [row_to_example(row, n, path, task) for n, row in enumerate(rows, start=1)]
 
 

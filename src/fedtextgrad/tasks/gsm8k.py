@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import DataError
 from fedtextgrad.tasks.base import (
     DATA_ENV,
     NUMBER_FORMAT,
@@ -45,7 +45,7 @@ def _require_files(data_dir: Path | None) -> tuple[Path, Path]:
     files = data_files(data_dir)
     if files is None:
         where = f"under '{data_dir}'" if data_dir else "(no data directory set)"
-        raise FedTextGradError(
+        raise DataError(
             f"GSM8K data not found {where}: put {' and '.join(FILES)} in a folder and point "
             f"{DATA_ENV} or task.data_dir at it"
         )

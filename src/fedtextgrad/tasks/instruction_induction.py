@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import DataError
 from fedtextgrad.tasks.base import (
     SHORT_FORMAT,
     SHORT_PROMPT,
@@ -61,7 +61,7 @@ def data_file(name: str) -> Path:
 @cache
 def _data(name: str) -> dict[str, Any]:
     if name not in NAMES:
-        raise FedTextGradError(f"unknown instruction-induction task '{name}': use one of {NAMES}")
+        raise DataError(f"unknown instruction-induction task '{name}': use one of {NAMES}")
     return json.loads(data_file(name).read_text(encoding="utf-8"))
 
 
@@ -92,7 +92,7 @@ def load(name: str, seed: int, sizes: tuple[int | None, int | None, int | None])
     train_size, val_size, test_size = sizes
     n_train, n_val = split_sizes(len(pool), train_size, val_size)
     if n_train + n_val > len(pool):
-        raise FedTextGradError(
+        raise DataError(
             f"task '{name}' has {len(pool)} examples for train and validation, not "
             f"{n_train} + {n_val}: lower train_size/val_size to at most {len(pool)} in all"
         )

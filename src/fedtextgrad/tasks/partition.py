@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError
 from fedtextgrad.tasks.base import Example
 
 METHODS = ("iid", "dirichlet", "quantity")
@@ -42,16 +42,14 @@ def partition(
 
 def _check(n_examples: int, n_clients: int, method: str, alpha: float) -> None:
     if method not in METHODS:
-        raise FedTextGradError(
-            f"unknown partition method '{method}': use one of {', '.join(METHODS)}"
-        )
+        raise ConfigError(f"unknown partition method '{method}': use one of {', '.join(METHODS)}")
     if n_clients < 1 or n_clients > n_examples:
-        raise FedTextGradError(
+        raise ConfigError(
             f"cannot split {n_examples} examples among {n_clients} clients: "
             f"use between 1 and {n_examples} clients"
         )
     if method != "iid" and not alpha > 0:
-        raise FedTextGradError(f"alpha is {alpha}: use a positive Dirichlet concentration")
+        raise ConfigError(f"alpha is {alpha}: use a positive Dirichlet concentration")
 
 
 def _dirichlet_sizes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import ConfigError, DataError
 from fedtextgrad.tasks import bbh, custom, gsm8k, instruction_induction
 from fedtextgrad.tasks.base import DATA_ENV, Example, Task, draw, resolve_data_dir
 
@@ -20,9 +20,9 @@ def _custom_path(name: str | Path) -> Path:
     path = Path(name).expanduser()
     if path.suffix.lower() in custom.SUFFIXES:
         if not path.is_file():
-            raise FedTextGradError(f"task file '{name}' not found: check the path")
+            raise DataError(f"task file '{name}' not found: check the path")
         return path
-    raise FedTextGradError(
+    raise ConfigError(
         f"unknown task '{name}': use one of {', '.join(list_tasks())} "
         f"or a path to a .json/.jsonl/.csv file"
     )
@@ -58,7 +58,7 @@ def sample_examples(
 ) -> list[Example]:
     """n examples of a task: drawn from its data file when found, else freshly generated."""
     if n < 1:
-        raise FedTextGradError(f"asked for {n} examples: use n >= 1")
+        raise ConfigError(f"asked for {n} examples: use n >= 1")
     if name in bbh.BBH_TASKS:
         return bbh.sample(name, n, seed, resolve_data_dir(data_dir))
     if name in gsm8k.NAMES:
