@@ -14,9 +14,9 @@ from fedtextgrad.federated.runtime import InProcessRuntime, Runtime
 from fedtextgrad.federated.server import EventSink, Server
 from fedtextgrad.federated.setup import Engines, FederatedData, prepare_data
 from fedtextgrad.federated.store import RunStore
-from fedtextgrad.privacy.guard import RecordingTrainer, attach_guards, instruction_rules
+from fedtextgrad.privacy.guard import RecordingTrainer, instruction_rules, upload_guard
 from fedtextgrad.privacy.monitor import PrivacyMonitor, plant_canaries
-from fedtextgrad.robustness.attacks import with_attackers
+from fedtextgrad.robustness.attacks import as_attacker
 from fedtextgrad.robustness.defenses import Defense
 
 
@@ -48,27 +48,29 @@ class Results:
         return self.data["usage"]
 
 
+def build_client(
+    config: ExperimentConfig, data: FederatedData, engines: Engines, client_id: int
+) -> Client:
+    """One client as it runs in-process or on its SuperNode: a trainer on its own data (with the
+    privacy experiments' canaries), its upload guard, and in robustness experiments its attack."""
+    data = plant_canaries(config, data)
+    trainer = RecordingTrainer(  # a LocalTrainer that remembers each step's prompt (audit)
+        engines.forward,
+        engines.feedback,
+        data.objective,
+        data.client_train[client_id],
+        data.client_val[client_id],
+        config.train,
+        seed=f"{config.seed}/client{client_id}",
+        extra_rules=[*config.train.update_rules, *instruction_rules(config.privacy)],
+    )
+    guard = upload_guard(config, data, engines.feedback, client_id, trainer)
+    fed = config.federation
+    return as_attacker(Client(client_id, trainer, guard), fed.clients, fed.attackers, fed.attack)
+
+
 def build_clients(config: ExperimentConfig, data: FederatedData, engines: Engines) -> list[Client]:
-    data = plant_canaries(config, data)  # privacy experiments: secrets in one client's inputs
-    clients = [
-        Client(
-            client_id,
-            RecordingTrainer(  # a LocalTrainer that remembers each step's prompt (privacy audit)
-                engines.forward,
-                engines.feedback,
-                data.objective,
-                train,
-                data.client_val[client_id],
-                config.train,
-                seed=f"{config.seed}/client{client_id}",
-                extra_rules=[*config.train.update_rules, *instruction_rules(config.privacy)],
-            ),
-        )
-        for client_id, train in enumerate(data.client_train)
-    ]
-    attach_guards(clients, config, data, engines.feedback)  # sanitizer, upload policy, audit
-    # Robustness experiments: the last `attackers` clients tamper with their uploads.
-    return with_attackers(clients, config.federation.attackers, config.federation.attack)
+    return [build_client(config, data, engines, c) for c in range(len(data.client_train))]
 
 
 def server_hooks(config: ExperimentConfig, data: FederatedData) -> list[ServerHook]:

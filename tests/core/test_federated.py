@@ -290,3 +290,24 @@ def test_a_resumed_run_hands_each_client_the_history_it_had(tmp_path):
     assert [r["global_prompt"] for r in done["rounds"]] == [
         r["global_prompt"] for r in whole.data["rounds"]
     ]
+
+
+def test_a_client_is_built_alone_with_its_own_guard_and_attack(monkeypatch):
+    """What a Flower SuperNode does: build its own client only (one privacy profile, not all)."""
+    from fedtextgrad.experiment import build_client
+    from fedtextgrad.privacy import monitor
+    from fedtextgrad.robustness.attacks import MaliciousClient
+
+    cfg = config(federation={"attackers": 1, "attack": "sabotage"}, privacy={"audit": True})
+    data, engines = prepare_data(cfg), toy_engines(cfg)
+    profiled = []
+    real = monitor.build_profile
+    monkeypatch.setattr(
+        monitor,
+        "build_profile",
+        lambda train, *a, **k: profiled.append(train) or real(train, *a, **k),
+    )
+    honest = build_client(cfg, data, engines, 1)
+    assert profiled == [data.client_train[1]] and honest.guard.profile is not None
+    assert not isinstance(honest, MaliciousClient)
+    assert isinstance(build_client(cfg, data, engines, 2), MaliciousClient)  # the last id

@@ -86,7 +86,7 @@ def train(message: Message, context: Context) -> Message:
 
 
 async def _train(message: Message, context: Context) -> ClientUpdate:
-    from fedtextgrad.experiment import build_clients
+    from fedtextgrad.experiment import build_client
 
     client_id, round_number, prompt, local_steps, history = messages.read_train(message.content)
     partition = int(context.node_config.get("partition-id", -1))
@@ -99,7 +99,7 @@ async def _train(message: Message, context: Context) -> ClientUpdate:
     data = prepare_data(config)
     engines = _client_engines(config)
     try:
-        client = build_clients(config, data, engines)[client_id]
+        client = build_client(config, data, engines, client_id)
         return await client.run_round(prompt, round_number, local_steps, history=history)
     finally:
         await engines.aclose()

@@ -151,23 +151,20 @@ def instruction_rules(config: PrivacyConfig) -> tuple[str, ...]:
     return INSTRUCTION_RULES if config.instruction_defense else ()
 
 
-def attach_guards(clients: Sequence, experiment, data, llm: LLM) -> None:
-    """Give each client its upload guard (when any privacy feature is on). `data` must be the
+def upload_guard(experiment, data, llm: LLM, client: int, trainer: LocalTrainer):
+    """The client's upload guard, or None when no privacy feature is on. `data` must be the
     clients' data as they hold it, canaries included."""
-    from fedtextgrad.privacy.monitor import client_profiles, planted_canaries
+    from fedtextgrad.privacy.monitor import client_profile, planted_canaries
 
     pc = experiment.privacy
     if not (pc.audit or pc.canaries or pc.sanitize != "off" or pc.upload_policy != "off"):
-        return
-    profiles = client_profiles(experiment, data)
-    canaries = planted_canaries(experiment, data)
-    for client in clients:
-        client.guard = UploadGuard(
-            pc,
-            profiles[client.id],
-            data.objective,
-            llm,
-            experiment.train,
-            client.trainer,
-            canaries,
-        )
+        return None
+    return UploadGuard(
+        pc,
+        client_profile(experiment, data, client),
+        data.objective,
+        llm,
+        experiment.train,
+        trainer,
+        planted_canaries(experiment, data),
+    )

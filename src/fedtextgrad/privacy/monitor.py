@@ -40,27 +40,27 @@ def _made(config: ExperimentConfig) -> list[cn.Canary]:
     return cn.make_canaries(pc.canaries, config.seed, pc.canary_client)
 
 
-def client_profiles(config: ExperimentConfig, data: FederatedData) -> list[ClientProfile]:
-    """Every client's audit profile. The server's own validation and test examples are public
-    task data: their words and numbers identify no client."""
+def client_profile(config: ExperimentConfig, data: FederatedData, client: int) -> ClientProfile:
+    """A client's audit profile. The server's own validation and test examples are public task
+    data: their words and numbers identify no client."""
     pc = config.privacy
-    public = [*data.val, *data.test]
-    return [
-        build_profile(
-            train,
-            data.objective.initial_prompt,
-            public=public,
-            ngram_sizes={*pc.ngram_sizes, pc.copy_ngram},
-            common_zipf=pc.common_zipf,
-        )
-        for train in data.client_train
-    ]
+    return build_profile(
+        data.client_train[client],
+        data.objective.initial_prompt,
+        public=[*data.val, *data.test],
+        ngram_sizes={*pc.ngram_sizes, pc.copy_ngram},
+        common_zipf=pc.common_zipf,
+    )
+
+
+def client_profiles(config: ExperimentConfig, data: FederatedData) -> list[ClientProfile]:
+    return [client_profile(config, data, c) for c in range(len(data.client_train))]
 
 
 class PrivacyMonitor(ServerHook):
     def __init__(self, config: ExperimentConfig, data: FederatedData):
         """`data` as `prepare_data` returns it: the canaries are planted here as in
-        `build_clients`, so the audit sees what the clients hold."""
+        `build_client`, so the audit sees what the clients hold."""
         data = plant_canaries(config, data)
         self.config = config.privacy
         self.profiles = client_profiles(config, data)

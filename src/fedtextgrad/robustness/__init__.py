@@ -5,8 +5,8 @@ from fedtextgrad.robustness.attacks import (
     ATTACKS,
     INJECTION,
     MaliciousClient,
+    as_attacker,
     tamper,
-    with_attackers,
 )
 from fedtextgrad.robustness.defenses import Defense, injected_instruction
 
@@ -18,7 +18,7 @@ __all__ = [
     "MaliciousClient",
     "injected_instruction",
     "tamper",
-    "with_attackers",
+    "as_attacker",
 ]
 
 

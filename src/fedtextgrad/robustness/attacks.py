@@ -86,9 +86,8 @@ class MaliciousClient:
         return dataclasses.replace(update, upload=upload)
 
 
-def with_attackers(clients: list[Client], attackers: int, attack: str) -> list:
-    """The last `attackers` clients turned malicious (none when attackers is 0)."""
-    if attackers <= 0:
-        return list(clients)
-    cut = len(clients) - attackers
-    return [*clients[:cut], *(MaliciousClient(c, attack) for c in clients[cut:])]
+def as_attacker(
+    client: Client, clients: int, attackers: int, attack: str
+) -> Client | MaliciousClient:
+    """The client, turned malicious if it is one of the last `attackers` of `clients`."""
+    return MaliciousClient(client, attack) if client.id >= clients - attackers else client
