@@ -11,6 +11,8 @@ from pathlib import Path
 from fedtextgrad.errors import RunStateError
 from fedtextgrad.redaction import redact
 
+MANIFEST = "sweep.json"  # a sweep's directory: its runs, settings and status
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write-then-rename: a crash leaves either the old file or the new one, never half of one."""

@@ -209,6 +209,15 @@ class ExperimentConfig(_Section):
         return data
 
 
+def same_experiment(stored: dict, config: ExperimentConfig) -> bool:
+    """Whether a run's stored config (`public_dict`) is this experiment. Engine plumbing under
+    llm.* (timeouts, cache location, keys) may change between attempts of a run."""
+    current = config.public_dict()
+    return {k: v for k, v in stored.items() if k != "llm"} == {
+        k: v for k, v in current.items() if k != "llm"
+    }
+
+
 def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a TOML file (or a dict), apply `key=value` overrides, and validate."""
     data = dict(source) if isinstance(source, dict) else read_toml(Path(source), "config")

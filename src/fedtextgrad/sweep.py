@@ -37,13 +37,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fedtextgrad.artifacts import refuse_foreign_report, write_atomic
+from fedtextgrad.artifacts import MANIFEST, refuse_foreign_report, write_atomic
 from fedtextgrad.config import (
     ExperimentConfig,
     describe,
     flatten,
     load_config,
     read_toml,
+    same_experiment,
     set_dotted,
 )
 from fedtextgrad.errors import ConfigError, FedTextGradError
@@ -51,8 +52,6 @@ from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
 from fedtextgrad.tracking import TrackOption, TrackUriOption
-
-MANIFEST = "sweep.json"
 
 
 class SweepSpec(BaseModel):
@@ -131,7 +130,7 @@ class SweepRun:
         if not isinstance(results, dict) or results.get("status") != "complete":
             return "running"
         stored = results.get("config")
-        if not isinstance(stored, dict) or not _same(stored, self.config):
+        if not isinstance(stored, dict) or not same_experiment(stored, self.config):
             return "stale"
         return "complete" if self._same_data(results.get("data_fingerprint")) else "stale"
 
@@ -225,14 +224,6 @@ def _unique_names(runs: list[SweepRun]) -> None:
         if counts[run.name.lower()] > 1:
             digest = hashlib.sha256(json.dumps(run.label, sort_keys=True).encode()).hexdigest()
             run.name = f"{run.name}__{digest[:8]}"
-
-
-def _same(stored: dict, config: ExperimentConfig) -> bool:
-    """Whether a stored run used this config (engine plumbing under llm.* may differ)."""
-    current = config.public_dict()
-    return {k: v for k, v in stored.items() if k != "llm"} == {
-        k: v for k, v in current.items() if k != "llm"
-    }
 
 
 def _apply(base: dict, settings: dict[str, Any]) -> dict:

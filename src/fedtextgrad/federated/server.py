@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from fedtextgrad.config import ExperimentConfig
+from fedtextgrad.config import ExperimentConfig, same_experiment
 from fedtextgrad.errors import FedTextGradError, RunStateError
 from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate, client_histories
@@ -343,7 +343,7 @@ class Server:
             raise RunStateError(
                 f"{self.store.dir} already holds a run: pass --resume to continue it, or use another --out"
             )
-        if _without_llm(results["config"]) != _without_llm(config):
+        if not same_experiment(results["config"], self.config):
             raise RunStateError(
                 f"the config differs from the run in {self.store.dir}: resume with the same config, "
                 "or use another --out"
@@ -406,8 +406,3 @@ def _tested(prompt: str, round_number: int, val: float, test: dict) -> dict:
         "test_by_task": test["by_task"],
         "test_scores": test["scores"],
     }
-
-
-def _without_llm(config: dict) -> dict:
-    """Engine plumbing (timeouts, cache location, keys) may change between attempts of a run."""
-    return {key: value for key, value in config.items() if key != "llm"}

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from fedtextgrad.errors import FedTextGradError, RunStateError
+from fedtextgrad.federated.store import read_results
 
 COLUMNS = (
     "run",
@@ -38,7 +38,7 @@ def row(run_dir: Path) -> list[str]:
     path = run_dir / "results.json"
     if not path.is_file():
         raise RunStateError(f"{path} not found: pass run directories of completed runs")
-    results = json.loads(path.read_text())
+    results = read_results(path, "pass run directories of completed runs")
     if "privacy" not in results or "final" not in results:
         raise RunStateError(f"{run_dir} has no privacy summary or is not complete")
     privacy = results["privacy"]
@@ -92,7 +92,7 @@ def what_if(run_dir: Path) -> str:
     from fedtextgrad.privacy.monitor import client_profiles, plant_canaries
     from fedtextgrad.privacy.sanitize import scrub
 
-    results = json.loads((run_dir / "results.json").read_text())
+    results = read_results(run_dir / "results.json", "pass the directory of a completed run")
     config = load_config(results["config"])
     if config.privacy.sanitize != "off" or config.privacy.upload_policy != "off":
         raise RunStateError(f"{run_dir}: --what-if needs a run without sanitizer or policy")
@@ -135,7 +135,7 @@ def candidates(run_dir: Path) -> str:
     from fedtextgrad.privacy.monitor import client_profiles, plant_canaries
     from fedtextgrad.privacy.sanitize import scrub
 
-    results = json.loads((run_dir / "results.json").read_text())
+    results = read_results(run_dir / "results.json", "pass the directory of a completed run")
     config = load_config(results["config"])
     data = plant_canaries(config, prepare_data(config))
     profiles = client_profiles(config, data)

@@ -10,6 +10,7 @@ from typing import Any
 
 from scipy.stats import t as student_t
 
+from fedtextgrad.artifacts import MANIFEST
 from fedtextgrad.config import flatten
 from fedtextgrad.errors import ConfigError, RunStateError
 from fedtextgrad.federated.store import read_results
@@ -23,7 +24,6 @@ NOTE = (
     "every LLM call, including those the response cache (shared by the runs of a sweep) "
     "answered for free, so that runs compare fairly whatever order they ran in."
 )
-MANIFEST = "sweep.json"  # written by `fedtextgrad sweep` (kept in step with sweep.MANIFEST)
 _IGNORED_KEYS = ("seed", "llm.")  # never a "setting": seeds are averaged, llm.* is plumbing
 
 
