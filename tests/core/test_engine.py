@@ -221,3 +221,71 @@ def test_bad_engine_specs_get_one_line(spec, message):
     with pytest.raises(EngineError, match=message) as info:
         open_engine(spec, LLMSettings(cache=False))
     assert "\n" not in str(info.value)
+
+
+class PenaltyRecorder(ScriptedBackend):
+    """Remembers the frequency penalty of each request it answers."""
+
+    def __init__(self):
+        super().__init__(lambda m: "Answer: 4", delay=0.3)
+        self.penalties: list[float] = []
+
+    async def chat(self, messages, **kw) -> Completion:
+        self.penalties.append(kw.get("frequency_penalty", 0.0))
+        return await super().chat(messages, **kw)
+
+
+def test_a_request_asked_anew_after_its_twins_sender_is_cancelled_keeps_its_options(tmp_path):
+    async def main():
+        backend = PenaltyRecorder()
+        llm = LLM("scripted:penalty", backend, cache=ResponseCache(tmp_path))
+        ask = lambda: llm.chat(  # noqa: E731
+            [{"role": "user", "content": "q"}], purpose="update", frequency_penalty=0.5
+        )
+        sender = asyncio.create_task(ask())
+        await asyncio.sleep(0.05)
+        sharer = asyncio.create_task(ask())
+        await asyncio.sleep(0.05)
+        sender.cancel()
+        assert (await sharer).text == "Answer: 4"
+        assert backend.penalties == [0.5, 0.5]  # the re-ask had dropped its penalty
+        before = len(backend.penalties)
+        await ask()  # cached under the penalty's key: no new call
+        assert len(backend.penalties) == before
+
+    asyncio.run(main())
+
+
+class LogprobBackend(ScriptedBackend):
+    def __init__(self, failures: int = 0):
+        super().__init__(lambda m: "x", delay=0.05)
+        self.failures, self.logprob_calls = failures, 0
+
+    async def prompt_logprobs(self, text):
+        from fedtextgrad.llm.base import TokenLogprob
+
+        self.logprob_calls += 1
+        await asyncio.sleep(self.delay)
+        if self.failures:
+            self.failures -= 1
+            raise TransientEngineError("503")
+        return [TokenLogprob(word, -1.0) for word in text.split()]
+
+
+def test_log_probabilities_take_the_same_path_as_chats(tmp_path):
+    """Retries, error counting, sharing of identical requests and the cache, as for chats."""
+
+    async def main():
+        flaky = LLM("scripted:lp", LogprobBackend(failures=2), max_retries=3)
+        assert [p.token for p in await flaky.prompt_logprobs("a b")] == ["a", "b"]
+        assert flaky.usage.total().retries == 2
+        failing = LLM("scripted:lp", LogprobBackend(failures=9), max_retries=1)
+        with pytest.raises(EngineError, match="gave up after 2 attempts"):
+            await failing.prompt_logprobs("a b")
+        assert failing.usage.total().errors == 1
+        backend = LogprobBackend()
+        shared = LLM("scripted:lp", backend, cache=ResponseCache(tmp_path))
+        results = await asyncio.gather(*(shared.prompt_logprobs("a b c") for _ in range(4)))
+        assert all(len(r) == 3 for r in results) and backend.logprob_calls == 1
+
+    asyncio.run(main())

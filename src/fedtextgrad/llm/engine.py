@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
@@ -30,6 +31,41 @@ def _wait(state: RetryCallState) -> float:
     error = state.outcome.exception() if state.outcome else None
     retry_after = min(getattr(error, "retry_after", None) or 0.0, _MAX_RETRY_AFTER)
     return max(retry_after, _backoff(state))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call: a chat, or the log-probabilities of a text. Its cache key is everything that
+    changes the answer."""
+
+    messages: list[Message] | None = None
+    logprobs_of: str | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    seed: int | None = None
+    frequency_penalty: float = 0.0
+
+    def options(self) -> dict:
+        """The chat's options; frequency_penalty only when set, so that other requests keep
+        their cache keys."""
+        options = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+        if self.frequency_penalty:
+            options["frequency_penalty"] = self.frequency_penalty
+        return options
+
+    @property
+    def replayable(self) -> bool:
+        """Sampled answers are only replayable when seeded; greedy ones always are."""
+        return self.temperature <= 0 or self.seed is not None
+
+    def key(self, engine: str) -> str:
+        if self.logprobs_of is not None:
+            return cache_key(engine=engine, logprobs_of=self.logprobs_of)
+        return cache_key(engine=engine, messages=self.messages, **self.options())
 
 
 class LLM:
@@ -75,36 +111,46 @@ class LLM:
         frequency_penalty: float = 0.0,
     ) -> Completion:
         temperature = self.temperature if temperature is None else temperature
-        request = dict(messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
-        if frequency_penalty:  # only when set, so that other requests keep their cache keys
-            request["frequency_penalty"] = frequency_penalty
-        # Sampled answers are only replayable when seeded; greedy ones always are.
-        if self.cache is None or (temperature > 0 and seed is None):
-            return await self._call(purpose, request)
-        key = cache_key(engine=self.backend.identity, **request)
+        request = Request(messages, None, max_tokens, temperature, seed, frequency_penalty)
+        return await self._send(request, purpose)
+
+    async def prompt_logprobs(self, text: str, *, purpose: str = "metrics") -> list[TokenLogprob]:
+        """Log-probabilities of the tokens of `text` under this model (for surprisal metrics)."""
+        completion = await self._send(Request(logprobs_of=text), purpose)
+        return [TokenLogprob(*pair) for pair in json.loads(completion.text)]
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens of `text` under this model's tokenizer; about 4 characters each if it has none."""
+        exact = await self.backend.count_tokens(text)
+        return exact if exact is not None else -(-len(text) // 4)
+
+    # -- the call path: cache ► shared in-flight ► retries ► slot, timeout, usage ► backend ----
+
+    async def _send(self, request: Request, purpose: str) -> Completion:
+        if self.cache is None or not request.replayable:
+            return await self._retried(request, purpose)
+        key = request.key(self.backend.identity)
         if (hit := self.cache.get(key)) is not None:
             _record_hit(self.usage, purpose, hit)
             return hit
-        if key in self._in_flight:  # an identical request is being answered: share its reply
+        return await self._shared(key, request, purpose)
+
+    async def _shared(self, key: str, request: Request, purpose: str) -> Completion:
+        """Identical requests in flight at once make one backend call; the others share it."""
+        if key in self._in_flight:
             try:
                 shared = await asyncio.shield(self._in_flight[key])
             except asyncio.CancelledError:
                 if asyncio.current_task().cancelling():  # we are cancelled ourselves
                     raise
                 # Its sender was cancelled (a client past the round deadline), not us: ask anew.
-                return await self.chat(
-                    messages,
-                    purpose=purpose,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    seed=seed,
-                )
+                return await self._shared(key, request, purpose)
             _record_hit(self.usage, purpose, shared)
             return shared
         future = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            completion = await self._call(purpose, request)
+            completion = await self._retried(request, purpose)
             self.cache.put(key, completion)
             future.set_result(completion)
             return completion
@@ -118,32 +164,7 @@ class LLM:
         finally:
             del self._in_flight[key]
 
-    async def prompt_logprobs(self, text: str, *, purpose: str = "metrics") -> list[TokenLogprob]:
-        """Log-probabilities of the tokens of `text` under this model (for surprisal metrics)."""
-        key = cache_key(engine=self.backend.identity, logprobs_of=text)
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            _record_hit(self.usage, purpose, hit)
-            return [TokenLogprob(*pair) for pair in _decode_pairs(hit.text)]
-        async with self._slots:
-            started = time.perf_counter()
-            result = await asyncio.wait_for(self.backend.prompt_logprobs(text), self.timeout)
-            record(
-                self.usage,
-                purpose,
-                calls=1,
-                prompt_tokens=len(result),
-                seconds=time.perf_counter() - started,
-            )
-        if self.cache is not None:
-            self.cache.put(key, Completion(_encode_pairs(result), len(result), 0))
-        return result
-
-    async def count_tokens(self, text: str) -> int:
-        """Tokens of `text` under this model's tokenizer; about 4 characters each if it has none."""
-        exact = await self.backend.count_tokens(text)
-        return exact if exact is not None else -(-len(text) // 4)
-
-    async def _call(self, purpose: str, request: dict) -> Completion:
+    async def _retried(self, request: Request, purpose: str) -> Completion:
         def count_retry(state: RetryCallState) -> None:
             record(self.usage, purpose, retries=1)
 
@@ -156,7 +177,7 @@ class LLM:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._call_once(purpose, request)
+                    return await self._once(request, purpose)
         except TransientEngineError as error:
             record(self.usage, purpose, errors=1)
             raise EngineError(
@@ -168,17 +189,11 @@ class LLM:
             raise
         raise AssertionError("unreachable")
 
-    async def _call_once(self, purpose: str, request: dict) -> Completion:
+    async def _once(self, request: Request, purpose: str) -> Completion:
         async with self._slots:
             started = time.perf_counter()
             try:
-                completion = await asyncio.wait_for(
-                    self.backend.chat(
-                        request["messages"],
-                        **{key: value for key, value in request.items() if key != "messages"},
-                    ),
-                    self.timeout,
-                )
+                completion = await asyncio.wait_for(self._backend_call(request), self.timeout)
             except TimeoutError:
                 raise TransientEngineError(f"no reply within {self.timeout:g} s") from None
             record(
@@ -189,9 +204,17 @@ class LLM:
                 completion_tokens=completion.completion_tokens,
                 seconds=time.perf_counter() - started,
             )
-        if not completion.text.strip() and completion.finish_reason != "length":
+        empty = not completion.text.strip() and completion.finish_reason != "length"
+        if request.logprobs_of is None and empty:
             raise TransientEngineError("the endpoint returned an empty reply")
         return completion
+
+    async def _backend_call(self, request: Request) -> Completion:
+        if request.logprobs_of is not None:  # as a completion, so the cache can keep it
+            pairs = await self.backend.prompt_logprobs(request.logprobs_of)
+            text = json.dumps([[p.token, p.logprob] for p in pairs])
+            return Completion(text, len(pairs), 0)
+        return await self.backend.chat(list(request.messages or ()), **request.options())
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -200,11 +223,3 @@ class LLM:
 def _record_hit(usage: Usage, purpose: str, hit: Completion) -> None:
     cached = hit.prompt_tokens + hit.completion_tokens
     record(usage, purpose, calls=1, cache_hits=1, cached_tokens=cached)
-
-
-def _encode_pairs(pairs: list[TokenLogprob]) -> str:
-    return json.dumps([[p.token, p.logprob] for p in pairs])
-
-
-def _decode_pairs(text: str) -> list[list]:
-    return json.loads(text)
