@@ -25,7 +25,7 @@ from typer.testing import CliRunner  # noqa: E402
 from fedtextgrad import FedTextGradError, run_async  # noqa: E402
 from fedtextgrad.flower import messages  # noqa: E402
 from fedtextgrad.flower.__main__ import cli  # noqa: E402
-from fedtextgrad.flower.app import read_nodes, write_app  # noqa: E402
+from fedtextgrad.flower.bundle import read_nodes, write_app  # noqa: E402
 from fedtextgrad.flower.identity import (  # noqa: E402
     assignments,
     fingerprint,

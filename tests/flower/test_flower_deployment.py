@@ -162,7 +162,7 @@ NAMES = ("0", "1", "unregistered", "unassigned")
 
 
 def test_a_closed_deployment_refuses_intruders_and_records_the_serving_nodes(tmp_path, toy_server):
-    from fedtextgrad.flower.app import write_app
+    from fedtextgrad.flower.bundle import write_app
     from fedtextgrad.flower.deploy import LocalDeployment
     from fedtextgrad.flower.identity import write_node_key
 

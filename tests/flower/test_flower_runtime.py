@@ -22,7 +22,7 @@ from fedtextgrad import FedTextGradError, load_config, run_async  # noqa: E402
 from fedtextgrad.experiment import build_clients  # noqa: E402
 from fedtextgrad.federated import ClientFailure, ClientUpdate, Engines, prepare_data  # noqa: E402
 from fedtextgrad.flower import messages  # noqa: E402
-from fedtextgrad.flower.app import write_app  # noqa: E402
+from fedtextgrad.flower.bundle import write_app  # noqa: E402
 from fedtextgrad.flower.deploy import EventTail  # noqa: E402
 from fedtextgrad.flower.runtime import FlowerRuntime  # noqa: E402
 from fedtextgrad.llm import scripted_engine  # noqa: E402

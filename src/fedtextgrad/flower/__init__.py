@@ -2,7 +2,7 @@
 
 - `apps`: the ServerApp and ClientApp (`fedtextgrad.flower.apps:server_app` / `:client_app`);
 - `runtime`: `FlowerRuntime`, the `Runtime` the Server uses inside the ServerApp;
-- `app`: writes the app directory `flwr run` bundles (the experiment rides in its run config,
+- `bundle`: writes the app directory `flwr run` bundles (the experiment rides in its run config,
   and, in a closed federation, which SuperNode key serves which client);
 - `identity`: SuperNode keys, their fingerprints and assignment to clients; local certificates;
 - `superlink`: a closed SuperLink (the Fleet API public, the Control and Runtime APIs on

@@ -54,7 +54,7 @@ def app(
 ) -> None:
     """Write a Flower app that runs CONFIG, for `flwr run DIR <superlink> --stream`."""
     from fedtextgrad.config import load_config
-    from fedtextgrad.flower.app import write_app
+    from fedtextgrad.flower.bundle import write_app
     from fedtextgrad.flower.identity import assignments
 
     if not Path(out).is_absolute():

@@ -1,7 +1,7 @@
 """The Flower components: `server_app` runs our `Server` with a `FlowerRuntime`, `client_app`
 runs our `Client` on the partition its SuperNode was started with.
 
-Run config (see `app.py`): `experiment` (the config as JSON), `out-dir` (the run directory on the
+Run config (see `bundle.py`): `experiment` (the config as JSON), `out-dir` (the run directory on the
 SuperLink's host), `resume`, `node-wait` (seconds to wait for all SuperNodes), `nodes` (which
 SuperNode key serves which client; empty: any SuperNode may claim a partition).
 Node config: `partition-id` (the client id), optionally `data-dir` and `cache-dir`."""
@@ -22,7 +22,7 @@ from fedtextgrad.federated.client import ClientUpdate
 from fedtextgrad.federated.setup import Engines, prepare_data
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.flower import messages
-from fedtextgrad.flower.app import read_nodes
+from fedtextgrad.flower.bundle import read_nodes
 from fedtextgrad.flower.runtime import FlowerRuntime
 
 server_app = ServerApp()

@@ -34,7 +34,7 @@ import psutil
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.store import RunStore
-from fedtextgrad.flower.app import write_app
+from fedtextgrad.flower.bundle import write_app
 from fedtextgrad.flower.identity import write_certificates, write_node_key
 
 HOST = "127.0.0.1"
