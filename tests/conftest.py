@@ -8,7 +8,6 @@ import pytest
 
 from fedtextgrad.llm import LLMSettings
 
-SMALL_MODEL = "local:qwen2.5-coder-0.5b"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from scripted import toy_responder
+from helpers.scripted import toy_responder
 
 from fedtextgrad import load_config, run_async
 from fedtextgrad.estimate import Rates, estimate

@@ -8,8 +8,8 @@ import random
 
 import numpy as np
 import pytest
+from helpers.scripted import RULE, toy_responder
 from scipy import stats as scipy_stats
-from scripted import RULE, toy_responder
 
 from fedtextgrad.config import TrainConfig
 from fedtextgrad.llm import scripted_engine

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_federated import config, run
+from helpers.federation import config, run
 
 from fedtextgrad.record import RecordError, dump_run, read_run, schema
 

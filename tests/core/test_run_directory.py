@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from test_federated import config, run, toy_engines
+from helpers.federation import config, run, toy_engines
 
 from fedtextgrad import FedTextGradError
 from fedtextgrad.federated import RunStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from scripted import RULE, toy_responder
+from helpers.scripted import RULE, toy_responder
 
 from fedtextgrad.config import TrainConfig
 from fedtextgrad.llm import Completion, scripted_engine

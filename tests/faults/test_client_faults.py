@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from scripted import toy_responder
+from helpers.scripted import toy_responder
 
 from fedtextgrad import FedTextGradError, experiment, load_config, run_async
 from fedtextgrad.federated import Engines, prepare_data

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from scripted import toy_responder
+from helpers.scripted import toy_responder
 
 from fedtextgrad import FedTextGradError, load_config, run_async
 from fedtextgrad.federated import prepare_data

@@ -19,7 +19,7 @@ pytest.importorskip("flwr")
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from flwr.common.config import get_fused_config_from_dir  # noqa: E402
-from test_flower_runtime import FakeGrid, config, task_identity, toy_engines  # noqa: E402
+from helpers.flower import FakeGrid, config, task_identity, toy_engines  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from fedtextgrad import FedTextGradError, run_async  # noqa: E402

@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from scripted import toy_responder
+from helpers.scripted import toy_responder
 
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("flwr")

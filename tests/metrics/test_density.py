@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from conftest import SMALL_MODEL
+from helpers.models import SMALL_MODEL
 from typer.testing import CliRunner
 
 from fedtextgrad.cli import app

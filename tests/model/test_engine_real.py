@@ -6,7 +6,7 @@ import asyncio
 import math
 
 import pytest
-from conftest import SMALL_MODEL
+from helpers.models import SMALL_MODEL
 
 from fedtextgrad.llm import EngineError, LLMSettings, open_engine
 from fedtextgrad.llm import local as local_engine

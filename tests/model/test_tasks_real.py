@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import SMALL_MODEL
+from helpers.models import SMALL_MODEL
 
 from fedtextgrad.llm import open_engine
 from fedtextgrad.tasks import instruction_induction, load_task

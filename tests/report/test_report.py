@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from toy_sweep import ToyPool, make_sweep_file
+from helpers.sweeps import ToyPool, make_sweep_file
 from typer.testing import CliRunner
 
 from fedtextgrad.cli import app

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from toy_sweep import BASE, ToyPool, make_sweep_file
+from helpers.sweeps import BASE, ToyPool, make_sweep_file
 
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.sweep import command, load_sweep, run_sweep

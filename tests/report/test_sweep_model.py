@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SMALL_MODEL
+from helpers.models import SMALL_MODEL
 from typer.testing import CliRunner
 
 from fedtextgrad.cli import app

@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
-from scripted import toy_responder
-from toy_sweep import ToyPool, make_sweep_file
+from helpers.scripted import toy_responder
+from helpers.sweeps import ToyPool, make_sweep_file
 from typer.testing import CliRunner
 
 from fedtextgrad import load_config

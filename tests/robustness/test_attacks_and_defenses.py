@@ -10,7 +10,7 @@ import asyncio
 import json
 
 import pytest
-from scripted import RULE, toy_responder
+from helpers.scripted import RULE, toy_responder
 
 from fedtextgrad import FedTextGradError, load_config, run_async
 from fedtextgrad.config import DefenseConfig

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import SMALL_MODEL
+from helpers.models import SMALL_MODEL
 
 from fedtextgrad import load_config, run_async
 from fedtextgrad.federated import Engines

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from scripted import toy_responder
+from helpers.scripted import toy_responder
 
 from fedtextgrad import load_config
 from fedtextgrad.federated import prepare_data

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripted import toy_responder
-
 from fedtextgrad.federated import Engines, prepare_data
 from fedtextgrad.llm import scripted_engine
+from helpers.scripted import toy_responder
 
 BASE = """\
 seed = 0
