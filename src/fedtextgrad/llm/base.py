@@ -26,11 +26,13 @@ class TokenLogprob:
 
 
 class TransientEngineError(EngineError):
-    """A failure worth retrying: 5xx, 429, timeouts, dropped connections, empty replies."""
+    """A failure worth retrying: 5xx, 429, timeouts, dropped connections, empty replies.
+    `overloaded`: the endpoint says it has too much to do (429, a timeout): send less at once."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, *, overloaded: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.overloaded = overloaded
 
 
 class Backend(Protocol):

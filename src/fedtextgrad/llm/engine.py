@@ -1,5 +1,5 @@
-"""`LLM`: one client object for every backend, with caching, retries, a concurrency limit,
-timeouts and usage accounting. Every LLM call of FedTextGrad goes through it."""
+"""`LLM`: one client object for every backend, with caching, retries, an adaptive concurrency
+limit, timeouts and usage accounting. Every LLM call of FedTextGrad goes through it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from fedtextgrad.llm.base import (
     TransientEngineError,
 )
 from fedtextgrad.llm.cache import ResponseCache, cache_key
+from fedtextgrad.llm.limit import AdaptiveLimit
 from fedtextgrad.llm.usage import Usage, record
 
 _backoff = wait_exponential_jitter(initial=1, max=30)
@@ -87,7 +88,7 @@ class LLM:
         self.max_retries = max_retries
         self.temperature = temperature
         self.usage = Usage()
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = AdaptiveLimit(concurrency)  # calls in flight: backs off on overload
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
 
     def __repr__(self) -> str:
@@ -190,12 +191,15 @@ class LLM:
         raise AssertionError("unreachable")
 
     async def _once(self, request: Request, purpose: str) -> Completion:
-        async with self._slots:
+        epoch = await self.concurrency.acquire()
+        try:
             started = time.perf_counter()
             try:
                 completion = await asyncio.wait_for(self._backend_call(request), self.timeout)
             except TimeoutError:
-                raise TransientEngineError(f"no reply within {self.timeout:g} s") from None
+                raise TransientEngineError(
+                    f"no reply within {self.timeout:g} s", overloaded=True
+                ) from None
             record(
                 self.usage,
                 purpose,
@@ -204,6 +208,13 @@ class LLM:
                 completion_tokens=completion.completion_tokens,
                 seconds=time.perf_counter() - started,
             )
+            self.concurrency.succeeded()
+        except TransientEngineError as error:
+            if error.overloaded:
+                self.concurrency.overloaded(epoch)
+            raise
+        finally:
+            self.concurrency.release()
         empty = not completion.text.strip() and completion.finish_reason != "length"
         if request.logprobs_of is None and empty:
             raise TransientEngineError("the endpoint returned an empty reply")

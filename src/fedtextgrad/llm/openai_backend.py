@@ -122,13 +122,15 @@ _TRANSIENT_STATUS = {408, 409, 425}
 
 def translate(error: openai.OpenAIError, identity: str) -> EngineError:
     if isinstance(error, openai.APITimeoutError):
-        return TransientEngineError("the request timed out")
+        return TransientEngineError("the request timed out", overloaded=True)
     if isinstance(error, openai.APIConnectionError):
         return TransientEngineError(f"cannot reach {identity} ({error.__cause__ or error})")
     if isinstance(error, openai.RateLimitError) and _code(error) == "insufficient_quota":
         return EngineError(f"{identity}: the account has no quota left (429 insufficient_quota)")
     if isinstance(error, openai.RateLimitError):
-        return TransientEngineError("rate limited (429)", retry_after=_retry_after(error))
+        return TransientEngineError(
+            "rate limited (429)", retry_after=_retry_after(error), overloaded=True
+        )
     if isinstance(error, openai.InternalServerError):
         return TransientEngineError(f"server error {error.status_code}", _retry_after(error))
     if isinstance(error, openai.AuthenticationError):

@@ -16,7 +16,12 @@ class LLMSettings(BaseModel):
         None, description="OpenAI-compatible endpoint; else OPENAI_BASE_URL"
     )
     api_key: SecretStr | None = Field(None, description="API key; else OPENAI_API_KEY")
-    concurrency: int | None = Field(None, ge=1, description="requests in flight per engine")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="the most requests in flight per engine (halved on 429s and timeouts, "
+        "grown back as calls succeed)",
+    )
     timeout: float = Field(600.0, gt=0, description="seconds per call")
     max_retries: int = Field(4, ge=0)
     cache: bool = Field(True, description="reuse answers of identical temperature-0 requests")
