@@ -103,6 +103,7 @@ def latency_server(
     answers: Path | None = None,
     tokens: str = "",
     slots: int | None = None,
+    capacity: int | None = None,
 ) -> Iterator[LatencyServerProcess]:
     args = ["--fixed", str(fixed), "--per-token", str(per_token), "--jitter", str(jitter)]
     if answers:
@@ -111,6 +112,8 @@ def latency_server(
         args += ["--tokens", tokens]
     if slots:
         args += ["--slots", str(slots)]
+    if capacity:
+        args += ["--capacity", str(capacity)]
     server = LatencyServerProcess(args)
     try:
         yield server

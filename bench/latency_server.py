@@ -49,6 +49,7 @@ class Settings:
     accuracy: float = 0.5  # share of known questions answered correctly (per prompt, hashed)
     answers: dict[str, str] = field(default_factory=dict)  # question -> target
     slots: int | None = None  # requests served at once (None: unlimited)
+    capacity: int | None = None  # beyond this many in flight, a request gets a 429 at once
 
 
 def guess_purpose(messages: list[dict]) -> str:
@@ -145,10 +146,15 @@ class LatencyServer:
         self.log: list[dict] = []
         self.in_flight = 0
         self.peak = 0
+        self.refused = 0
         self.cpu_start = time.process_time()
 
     async def chat(self, request: Request) -> JSONResponse:
         arrival = time.time()
+        if self.settings.capacity is not None and self.in_flight >= self.settings.capacity:
+            self.refused += 1  # a rate-limited endpoint: too much at once
+            error = {"message": "rate limited: too many requests in flight", "type": "rate_limit"}
+            return JSONResponse({"error": error}, status_code=429)
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
@@ -215,6 +221,7 @@ class LatencyServer:
                 "requests": len(self.log),
                 "in_flight": self.in_flight,
                 "peak_concurrency": self.peak,
+                "refused": self.refused,
                 "cpu_seconds": time.process_time() - self.cpu_start,
                 "settings": {
                     "fixed": self.settings.fixed,
@@ -223,6 +230,7 @@ class LatencyServer:
                     "tokens": self.settings.tokens,
                     "accuracy": self.settings.accuracy,
                     "slots": self.settings.slots,
+                    "capacity": self.settings.capacity,
                 },
             }
         )
@@ -255,6 +263,7 @@ def main() -> None:
     parser.add_argument("--accuracy", type=float, default=Settings.accuracy)
     parser.add_argument("--answers", type=Path, help="JSON {question: target}")
     parser.add_argument("--slots", type=int, help="requests served at once (default: no limit)")
+    parser.add_argument("--capacity", type=int, help="more in flight than this: a 429 at once")
     args = parser.parse_args()
     answers = json.loads(args.answers.read_text()) if args.answers else {}
     settings = Settings(
@@ -265,6 +274,7 @@ def main() -> None:
         args.accuracy,
         {q.strip(): str(t) for q, t in answers.items()},
         args.slots,
+        args.capacity,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

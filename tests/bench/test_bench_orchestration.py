@@ -125,3 +125,19 @@ def test_quick_orchestration_benchmark_runs_and_writes_json(tmp_path):
     assert sequential["peak_concurrent_requests"] == 1
     assert parallel["peak_concurrent_requests"] > 1
     assert report["speedup_vs_sequential"] > 0
+
+
+def test_the_adaptive_limit_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "adaptive.json"
+    args = ["--requests", "12", "--capacity", "4", "--fixed", "0.05", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "adaptive_limit.py"), *args],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert runs["pinned"]["final_limit"] == 64 and runs["adaptive"]["final_limit"] < 64
+    assert runs["adaptive"]["refused_429"] > 0  # the endpoint did refuse: the limit learned it
