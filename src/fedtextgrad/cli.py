@@ -138,29 +138,30 @@ def run(
                 )
 
         results = asyncio.run(run_async(cfg, out, resume=resume, on_event=show, runtime=runtime))
-    if results.data["status"] == "budget":
-        spent, done = results.usage["total_tokens"], len(results.data["rounds"])
+    run = results.record
+    if run.status == "budget":
+        spent, done = run.usage.total_tokens, len(run.rounds)
         typer.echo(
             f"stopped at the token budget after round {done} of {cfg.federation.rounds} "
             f"({spent} tokens, llm.budget_tokens={cfg.llm.budget_tokens}): continue with --resume "
             "and a larger --set llm.budget_tokens=N"
         )
         return
-    final, usage = results.data["final"], results.usage
     if track:
         from fedtextgrad.tracking import log_run
 
         typer.echo(f"tracked: MLflow run {log_run(out, track_uri)}")
-    chosen = "the initial prompt" if final["round"] == 0 else f"round {final['round']}'s prompt"
+    final = run.final
+    chosen = "the initial prompt" if final.round == 0 else f"round {final.round}'s prompt"
     typer.echo(f"results: {out / 'results.json'}")
     typer.echo(
-        f"final prompt ({chosen}, the best on validation: {final['val_accuracy']:.2f}): "
+        f"final prompt ({chosen}, the best on validation: {final.val_accuracy:.2f}): "
         f"{out / 'prompts' / 'final.txt'}"
     )
     typer.echo(
-        f"{usage['calls']} calls, {usage['total_tokens']} tokens, {results.data['wall_seconds']:.0f} s"
+        f"{run.usage.calls} calls, {run.usage.total_tokens} tokens, {run.wall_seconds:.0f} s"
     )
-    typer.echo(Paired(**final["paired"]).describe())
+    typer.echo(Paired(**final.paired.model_dump()).describe())
 
 
 def _print_estimate(cfg) -> None:

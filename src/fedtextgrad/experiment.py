@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from fedtextgrad.config import ExperimentConfig, load_config
@@ -16,28 +17,34 @@ from fedtextgrad.federated.setup import Engines, FederatedData, prepare_data
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.privacy.guard import RecordingTrainer, instruction_rules, upload_guard
 from fedtextgrad.privacy.monitor import PrivacyMonitor, plant_canaries
+from fedtextgrad.record import Run, read_run
 from fedtextgrad.robustness.attacks import as_attacker
 from fedtextgrad.robustness.defenses import Defense
 
 
 @dataclass
 class Results:
-    """The contents of results.json, with the numbers people look at first as properties."""
+    """The contents of results.json (`data`, as written; `record`, as typed models), with the
+    numbers people look at first as properties."""
 
     data: dict
     out_dir: Path
 
+    @cached_property
+    def record(self) -> Run:
+        return read_run(self.data)
+
     @property
     def initial_test_accuracy(self) -> float:
-        return self.data["initial"]["test_accuracy"]
+        return self.record.initial.test_accuracy
 
     @property
     def final_test_accuracy(self) -> float:
-        return self.data["final"]["test_accuracy"]
+        return self.record.final.test_accuracy
 
     @property
     def final_prompt(self) -> str:
-        return self.data["final"]["prompt"]
+        return self.record.final.prompt
 
     @property
     def rounds(self) -> list[dict]:
