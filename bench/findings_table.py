@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scipy import stats as scipy_stats
 
-from fedtextgrad.federated.setup import Engines, prepare_data
+from fedtextgrad.federated.prepare import Engines, prepare_data
 from fedtextgrad.stats import pooled
 from fedtextgrad.sweep import SweepRun, load_sweep
 from fedtextgrad.textgrad import evaluate

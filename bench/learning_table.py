@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fedtextgrad.config import ExperimentConfig
-from fedtextgrad.federated.setup import Engines, prepare_data
+from fedtextgrad.federated.prepare import Engines, prepare_data
 from fedtextgrad.stats import Paired, pooled
 from fedtextgrad.sweep import SweepRun, load_sweep
 from fedtextgrad.tasks import instruction_induction

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fedtextgrad.config import ExperimentConfig
-from fedtextgrad.federated.setup import FederatedData, sample_clients
+from fedtextgrad.federated.prepare import FederatedData, sample_clients
 
 CHARS_PER_TOKEN = 4
 CALL_TOKENS = 30  # a chat template's role markers and separators

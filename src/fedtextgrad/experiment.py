@@ -11,9 +11,9 @@ from fedtextgrad.config import ExperimentConfig, load_config
 from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.client import Client
 from fedtextgrad.federated.hooks import ServerHook
+from fedtextgrad.federated.prepare import Engines, FederatedData, prepare_data
 from fedtextgrad.federated.runtime import InProcessRuntime, Runtime
 from fedtextgrad.federated.server import EventSink, Server
-from fedtextgrad.federated.setup import Engines, FederatedData, prepare_data
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.privacy.guard import RecordingTrainer, instruction_rules, upload_guard
 from fedtextgrad.privacy.monitor import PrivacyMonitor, plant_canaries

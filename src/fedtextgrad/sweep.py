@@ -48,7 +48,7 @@ from fedtextgrad.config import (
     set_dotted,
 )
 from fedtextgrad.errors import ConfigError, FedTextGradError
-from fedtextgrad.federated.setup import Engines, prepare_data
+from fedtextgrad.federated.prepare import Engines, prepare_data
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
 from fedtextgrad.redaction import MASK, is_secret_key, mask_settings, redact
 from fedtextgrad.tracking import TrackOption, TrackUriOption

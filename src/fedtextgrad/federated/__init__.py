@@ -8,9 +8,9 @@ from fedtextgrad.federated.aggregators import (
     aggregate,
 )
 from fedtextgrad.federated.client import Client, ClientFailure, ClientUpdate
+from fedtextgrad.federated.prepare import Engines, FederatedData, prepare_data, sample_clients
 from fedtextgrad.federated.runtime import InProcessRuntime, Runtime
 from fedtextgrad.federated.server import Server
-from fedtextgrad.federated.setup import Engines, FederatedData, prepare_data, sample_clients
 from fedtextgrad.federated.store import RunStore
 
 __all__ = [

@@ -17,8 +17,8 @@ from fedtextgrad.errors import FedTextGradError, RunStateError
 from fedtextgrad.federated.aggregators import AggregationContext, aggregate
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate, client_histories
 from fedtextgrad.federated.hooks import ServerHook
+from fedtextgrad.federated.prepare import Engines, FederatedData, sample_clients
 from fedtextgrad.federated.runtime import ClientStepSink, Runtime
-from fedtextgrad.federated.setup import Engines, FederatedData, sample_clients
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.llm.usage import Usage, track_usage
 from fedtextgrad.metrics import measure

@@ -19,7 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import ConfigError, FedTextGradError
 from fedtextgrad.federated.client import ClientUpdate
-from fedtextgrad.federated.setup import Engines, prepare_data
+from fedtextgrad.federated.prepare import Engines, prepare_data
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.flower import messages
 from fedtextgrad.flower.bundle import read_nodes

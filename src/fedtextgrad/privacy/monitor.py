@@ -10,7 +10,7 @@ from dataclasses import replace
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.federated.client import ClientUpdate
 from fedtextgrad.federated.hooks import ServerHook
-from fedtextgrad.federated.setup import FederatedData
+from fedtextgrad.federated.prepare import FederatedData
 from fedtextgrad.privacy import canaries as cn
 from fedtextgrad.privacy.audit import ClientProfile, audit, build_profile
 

@@ -87,7 +87,7 @@ def what_if(run_dir: Path) -> str:
     made it, and whether the upload policy would have refused it. No model calls: the client
     data is re-derived from the run's config (same data directory needed)."""
     from fedtextgrad.config import load_config
-    from fedtextgrad.federated.setup import prepare_data
+    from fedtextgrad.federated.prepare import prepare_data
     from fedtextgrad.privacy.audit import audit
     from fedtextgrad.privacy.monitor import client_profiles, plant_canaries
     from fedtextgrad.privacy.sanitize import scrub
@@ -129,7 +129,7 @@ def candidates(run_dir: Path) -> str:
     import re
 
     from fedtextgrad.config import load_config
-    from fedtextgrad.federated.setup import prepare_data
+    from fedtextgrad.federated.prepare import prepare_data
     from fedtextgrad.llm import ResponseCache
     from fedtextgrad.privacy.audit import audit
     from fedtextgrad.privacy.monitor import client_profiles, plant_canaries
