@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from fedtextgrad.llm import Message
+from helpers.requests import all_tagged, kept_format, tagged
 
 RULE = "Count only the items of the asked kind."
 
@@ -17,7 +18,7 @@ def toy_responder(messages: list[Message], *, targets: dict[str, str], wrong: st
     system = messages[0]["content"] if messages[0]["role"] == "system" else ""
     user = messages[-1]["content"]
     if "<VARIABLE>" in user:  # the paper's update: adds what the feedback asks for
-        current = re.search(r"<VARIABLE>\n(.*?)\n</VARIABLE>", user, re.DOTALL).group(1)
+        current = tagged(user, "VARIABLE")
         fmt = re.search(r"unchanged: (.*)\n", user).group(1)
         advice = dict.fromkeys(re.findall(r"Add the rule: (.*)", user))
         body = current.replace(fmt, "").strip()
@@ -29,17 +30,17 @@ def toy_responder(messages: list[Message], *, targets: dict[str, str], wrong: st
     if "Combine them into one cohesive system prompt" in user:  # the paper's merge
         return f"{RULE} Merged."
     if "<CURRENT_PROMPT>" in user:
-        current = re.search(r"<CURRENT_PROMPT>\n(.*?)\n</CURRENT_PROMPT>", user, re.DOTALL).group(1)
-        fmt = re.search(r"The last sentence must be exactly: (.*)\n", user).group(1)
+        current = tagged(user, "CURRENT_PROMPT")
+        fmt = kept_format(user)
         body = current.replace(fmt, "").strip()
         advice = dict.fromkeys(re.findall(r"Instruction: (.*)", user))
         return f"<IMPROVED_VARIABLE>{body} {' '.join(advice)}\n{fmt}</IMPROVED_VARIABLE>"
     if "<SYSTEM_PROMPT>" in user:
-        question = re.search(r"<QUESTION>\n(.*?)\n</QUESTION>", user, re.DOTALL).group(1)
+        question = tagged(user, "QUESTION")
         hint = f"Check list {len(question) % 7}."  # makes clients' prompts differ
         return f"Solution: count.\nMistake: counted distractors.\nInstruction: {RULE} {hint}"
     if "<CLIENT_PROMPT" in user:
-        bodies = re.findall(r"<CLIENT_PROMPT \d+>\n(.*?)\n</CLIENT_PROMPT", user, re.DOTALL)
+        bodies = all_tagged(user, "CLIENT_PROMPT")
         return "<MERGED_PROMPT>" + " ".join(dict.fromkeys(bodies)) + "</MERGED_PROMPT>"
     answer = targets.get(user, wrong) if RULE in system else wrong
     return f"Let me think.\nAnswer: {answer}"

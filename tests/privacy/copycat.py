@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from helpers.requests import all_tagged, kept_format, tagged
+
 from fedtextgrad.federated import Engines
 from fedtextgrad.llm import Message, scripted_engine
 
@@ -15,11 +17,11 @@ INVENTED_NAME = "Zorblaxia"  # the LLM rewrite "adds" this, to check it is scrub
 def copycat(messages: list[Message]) -> str:
     user = messages[-1]["content"]
     if "<QUESTION>" in user:  # feedback: quotes the question
-        question = re.search(r"<QUESTION>\n(.*?)\n</QUESTION>", user, re.DOTALL).group(1)
+        question = tagged(user, "QUESTION")
         return f"Mistake: miscounted.\nQuote: {question}\nInstruction: {RULE}"
     if "<CURRENT_PROMPT>" in user:  # update or sanitizer rewrite
-        current = re.search(r"<CURRENT_PROMPT>\n(.*?)\n</CURRENT_PROMPT>", user, re.DOTALL).group(1)
-        fmt = re.search(r"The last sentence must be exactly: (.*)\n", user).group(1)
+        current = tagged(user, "CURRENT_PROMPT")
+        fmt = kept_format(user)
         body = current.replace(fmt, "").strip()
         if "Rewrite it so that" in user:
             cleaned = re.sub(r"\[[A-Z]+\]", "", body)
@@ -27,7 +29,7 @@ def copycat(messages: list[Message]) -> str:
         quotes = " ".join(dict.fromkeys(re.findall(r"Quote: (.*)", user)))
         return f"<IMPROVED_VARIABLE>{body} {RULE} For example: {quotes}\n{fmt}</IMPROVED_VARIABLE>"
     if "<CLIENT_PROMPT" in user:
-        bodies = re.findall(r"<CLIENT_PROMPT \d+>\n(.*?)\n</CLIENT_PROMPT", user, re.DOTALL)
+        bodies = all_tagged(user, "CLIENT_PROMPT")
         return "<MERGED_PROMPT>" + " ".join(dict.fromkeys(bodies)) + "</MERGED_PROMPT>"
     return "Let me think.\nAnswer: 999"  # always wrong: every step has feedback
 
