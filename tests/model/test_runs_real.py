@@ -64,12 +64,14 @@ def test_federated_round_with_each_aggregator(tmp_path_factory, method):
     results = run(cfg, shared / method)
     entry = results.rounds[0]
     assert entry["aggregation"]["method"] == method
-    if method == "uid_summarize":  # --dry-run's estimate of the calls, within 25%
+    if method == "uid_summarize":  # --dry-run's estimate of the calls
         estimated, calls = (
             sum(estimate(cfg, prepare_data(cfg)).calls.values()),
             results.usage["calls"],
         )
-        assert abs(estimated - calls) <= 0.25 * calls, (estimated, calls)
+        # It assumes every answer wrong: a run does at most 25% more, and fewer where answers
+        # are right (a batch without errors asks no feedback): one CI run made 36 against 48.2.
+        assert 0.5 * estimated <= calls <= 1.25 * estimated, (estimated, calls)
     assert len(entry["clients"]) + len(entry["failures"]) == 2 and entry["clients"]
     assert entry["global_prompt"].strip() and entry["prompt_tokens"] > 0
     if method != "concat":  # merges state the answer format exactly once, at the end
