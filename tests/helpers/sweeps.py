@@ -1,4 +1,4 @@
-"""Sweeps in the scripted toy world (tests/scripted.py): the logic around the models, fast."""
+"""Sweeps in the scripted toy world (helpers/scripted.py): the logic around the models, fast."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def read_results(path: Path, fix: str) -> dict:
         read_run(data)
     except json.JSONDecodeError:
         raise RunStateError(f"{path} is not valid JSON: {fix}") from None
-    except (RecordError, RecursionError, ValueError) as problem:  # too deep, a huge integer
+    except (RecursionError, ValueError) as problem:  # not a run, too deep, a huge integer
         detail = f" ({problem})" if isinstance(problem, RecordError) else ""
         raise RunStateError(f"{path} is not a run's results{detail}: {fix}") from None
     return data
