@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,22 +18,22 @@ from fedtextgrad.federated.server import EventSink, Server
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.privacy.guard import RecordingTrainer, instruction_rules, upload_guard
 from fedtextgrad.privacy.monitor import PrivacyMonitor, plant_canaries
-from fedtextgrad.record import Run, read_run
+from fedtextgrad.record import Run, dump_run
 from fedtextgrad.robustness.attacks import as_attacker
 from fedtextgrad.robustness.defenses import Defense
 
 
 @dataclass
 class Results:
-    """The contents of results.json (`data`, as written; `record`, as typed models), with the
+    """The run's record (`record`, typed; `data`, as JSON, as results.json holds it), with the
     numbers people look at first as properties."""
 
-    data: dict
+    record: Run
     out_dir: Path
 
     @cached_property
-    def record(self) -> Run:
-        return read_run(self.data)
+    def data(self) -> dict:
+        return json.loads(dump_run(self.record))
 
     @property
     def initial_test_accuracy(self) -> float:
@@ -120,7 +121,7 @@ async def run_async(
         hooks = server_hooks(config, data)
         server = Server(config, data, engines, runtime, RunStore(out_dir), on_event, hooks)
         results = await server.run(resume=resume)
-        if results["status"] == "complete":  # the run's own report.md and plot
+        if results.status == "complete":  # the run's own report.md and plot
             from fedtextgrad.report import write_run_report  # matplotlib: only when needed
 
             write_run_report(out_dir, results)

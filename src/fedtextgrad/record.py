@@ -187,16 +187,20 @@ def read_run(data: object) -> Run:
     try:
         return Run.model_validate(data)
     except ValidationError as error:
-        raise RecordError(_first_problem(error)) from None
+        raise RecordError(first_problem(error)) from None
 
 
-def dump_run(run: Run | dict) -> str:
+def dump_run(run: Run) -> str:
     """results.json's text: validated, with exactly the fields the run set."""
-    record = run if isinstance(run, Run) else read_run(run)
-    return record.model_dump_json(indent=2, exclude_unset=True) + "\n"
+    return (
+        read_run(run.model_dump(mode="json", exclude_unset=True)).model_dump_json(
+            indent=2, exclude_unset=True
+        )
+        + "\n"
+    )
 
 
-def _first_problem(error: ValidationError) -> str:
+def first_problem(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"])
     if not where and first["type"] == "model_type":

@@ -20,6 +20,8 @@ import typer
 
 from fedtextgrad.config import flatten
 from fedtextgrad.errors import ConfigError
+from fedtextgrad.federated.store import read_results
+from fedtextgrad.record import Run
 
 EXPERIMENT = "fedtextgrad"
 # The command-line options of `run` and `sweep`.
@@ -78,22 +80,22 @@ def log_sweep(sweep_dir: str | Path, run_dirs: list[Path], uri: str | None = Non
 
 
 def _log(mlflow: Any, run_dir: Path, nested: bool = False) -> str:
-    results = json.loads((run_dir / "results.json").read_text())
+    record = read_results(run_dir / "results.json", "remove it, or track another run")
     with mlflow.start_run(run_name=run_dir.name, nested=nested) as run:
-        mlflow.set_tags({"fedtextgrad.status": results["status"], "fedtextgrad.dir": str(run_dir)})
+        mlflow.set_tags({"fedtextgrad.status": record.status, "fedtextgrad.dir": str(run_dir)})
         # Params are text of at most 6,000 characters.
-        params = {k: json.dumps(v)[:6000] for k, v in flatten(results["config"]).items()}
+        params = {k: json.dumps(v)[:6000] for k, v in flatten(record.config).items()}
         mlflow.log_params(params)
-        for entry in results["rounds"]:
+        for entry in record.rounds:
             mlflow.log_metrics(
                 {
-                    "val_accuracy": entry["val_accuracy"],
-                    "prompt_tokens": entry["prompt_tokens"],
-                    "round_tokens": entry["usage"]["tokens_used"],
+                    "val_accuracy": entry.val_accuracy,
+                    "prompt_tokens": entry.prompt_tokens,
+                    "round_tokens": entry.usage.tokens_used,
                 },
-                step=entry["round"],
+                step=entry.round,
             )
-        mlflow.log_metrics(_summary(results))
+        mlflow.log_metrics(_summary(record))
         for name in ARTIFACTS:
             path = run_dir / name
             if path.is_dir():
@@ -103,22 +105,25 @@ def _log(mlflow: Any, run_dir: Path, nested: bool = False) -> str:
         return run.info.run_id
 
 
-def _summary(results: dict) -> dict[str, float]:
-    initial, usage = results["initial"], results["usage"]
+def _summary(record: Run) -> dict[str, float]:
+    usage = record.usage
     metrics = {
-        "initial_val_accuracy": initial["val_accuracy"],
-        "initial_test_accuracy": initial["test_accuracy"],
-        "calls": usage["calls"],
-        "tokens_used": usage["tokens_used"],
-        "paid_tokens": usage["total_tokens"],
-        "wall_seconds": results["wall_seconds"],
+        "calls": usage.calls,
+        "tokens_used": usage.tokens_used,
+        "paid_tokens": usage.total_tokens,
+        "wall_seconds": record.wall_seconds,
     }
-    if final := results.get("final"):
+    if initial := record.initial:
         metrics |= {
-            "final_val_accuracy": final["val_accuracy"],
-            "final_test_accuracy": final["test_accuracy"],
-            "test_gain": final["paired"]["diff"],
-            "test_gain_low": final["paired"]["low"],
-            "test_gain_high": final["paired"]["high"],
+            "initial_val_accuracy": initial.val_accuracy,
+            "initial_test_accuracy": initial.test_accuracy,
+        }
+    if final := record.final:
+        metrics |= {
+            "final_val_accuracy": final.val_accuracy,
+            "final_test_accuracy": final.test_accuracy,
+            "test_gain": final.paired.diff,
+            "test_gain_low": final.paired.low,
+            "test_gain_high": final.paired.high,
         }
     return metrics

@@ -181,6 +181,7 @@ def test_an_aggregate_that_only_ties_the_global_prompt_is_broadcast_only_if_no_w
 ):
     from fedtextgrad.federated.server import Server
     from fedtextgrad.federated.store import RunStore
+    from fedtextgrad.record import Acceptance
 
     cfg = config(federation={"acceptance": rule})
     server = Server(cfg, prepare_data(cfg), toy_engines(cfg), None, RunStore(tmp_path))
@@ -190,7 +191,7 @@ def test_an_aggregate_that_only_ties_the_global_prompt_is_broadcast_only_if_no_w
 
     server.evaluate = evaluate
     check = asyncio.run(server._acceptance("merged", {"accuracy": 0.5}, "previous"))
-    assert check == {"before": 0.5, "after": 0.5, "accepted": broadcast}
+    assert check == Acceptance(before=0.5, after=0.5, accepted=broadcast)
 
 
 def test_the_run_keeps_the_test_replies_of_the_initial_and_final_prompts(tmp_path):

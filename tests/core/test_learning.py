@@ -312,11 +312,13 @@ def test_evaluation_honours_the_llm_judge_loss(tmp_path):
 
 
 def test_a_report_pools_only_runs_tested_on_the_same_examples(tmp_path):
+    from fedtextgrad import record
     from fedtextgrad.report.data import Run, Setting
 
-    def run(seed: int, examples: str) -> Run:
-        initial = {"test_scores": [0.0, 1.0], "test_examples": examples}
-        results = {"status": "complete", "initial": initial, "final": {"test_scores": [1.0, 1.0]}}
+    def run(seed: int, examples: str) -> Run:  # only the fields pooling reads
+        initial = record.Initial.model_construct(test_scores=[0.0, 1.0], test_examples=examples)
+        final = record.Final.model_construct(test_scores=[1.0, 1.0])
+        results = record.Run.model_construct(status="complete", initial=initial, final=final)
         return Run(tmp_path, results, {}, seed)
 
     assert Setting({}, [run(0, "abc"), run(1, "abc")]).paired().runs == 2

@@ -156,10 +156,11 @@ def test_the_table_summarizes_runs(tmp_path):
 
 def test_the_privacy_record_survives_serialization(tmp_path):
     from fedtextgrad.federated.client import ClientUpdate
+    from fedtextgrad.record import ClientUpload
 
     data, _ = run(tmp_path, sanitize="rules", upload_policy="block")
-    record = data["rounds"][0]["clients"][0]
-    assert record["privacy"]["policy"]["allowed"]
+    record = ClientUpload.model_validate(data["rounds"][0]["clients"][0])
+    assert record.privacy["policy"]["allowed"]
     assert ClientUpdate.from_record(record).to_record() == record  # as the Flower runtime sends it
 
 

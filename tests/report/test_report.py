@@ -295,21 +295,18 @@ window.addEventListener("load", () => {
 
 
 def test_each_added_sentence_names_the_clients_it_came_from():
+    from fedtextgrad.record import ClientUpload, Initial, Round, Run
     from fedtextgrad.report.render import prompt_changes
 
-    def client(number: int, prompt: str) -> dict:
-        return {"client": number, "prompt": prompt, "steps": []}
+    def client(number: int, prompt: str) -> ClientUpload:  # only the fields the diff reads
+        return ClientUpload.model_construct(client=number, prompt=prompt, steps=[])
 
-    results = {
-        "initial": {"prompt": "Answer."},
-        "rounds": [
-            {
-                "round": 1,
-                "clients": [client(0, "Answer. Check list 5."), client(1, "Answer. Check list 2.")],
-                "global_prompt": "Answer. Check list 5. Check the lists twice. Mind list 2!",
-            }
-        ],
-    }
+    entry = Round.model_construct(
+        round=1,
+        clients=[client(0, "Answer. Check list 5."), client(1, "Answer. Check list 2.")],
+        global_prompt="Answer. Check list 5. Check the lists twice. Mind list 2!",
+    )
+    results = Run.model_construct(initial=Initial.model_construct(prompt="Answer."), rounds=[entry])
     (change,) = prompt_changes(results)
     assert change.diff == [
         (" ", "Answer.", []),

@@ -4,11 +4,13 @@ returns an update. The same class serves the in-process and the Flower runtimes.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fedtextgrad.federated.aggregators import Upload
 from fedtextgrad.federated.hooks import UploadHook
 from fedtextgrad.llm.usage import Usage
+from fedtextgrad.record import ClientUpload, Failure, Round, Step, UsageTotals
 from fedtextgrad.textgrad import LocalTrainer, StepRecord
 from fedtextgrad.textgrad.trainer import StepSink
 
@@ -21,46 +23,41 @@ class ClientUpdate:
     seconds: float = 0.0
     privacy: dict | None = None  # what the client's privacy guard did to the upload
 
-    def to_record(self) -> dict:
+    def to_record(self) -> ClientUpload:
         u = self.upload
-        return {
-            "client": u.client,
-            "prompt": u.prompt,
-            "num_examples": u.num_examples,
-            "accuracy_before": u.accuracy_before,
-            "accuracy_after": u.accuracy_after,
-            "seconds": round(self.seconds, 3),
-            "steps": [s.to_dict() for s in self.steps],
-            "usage": self.usage.to_dict(),
+        return ClientUpload(
+            client=u.client,
+            prompt=u.prompt,
+            num_examples=u.num_examples,
+            accuracy_before=u.accuracy_before,
+            accuracy_after=u.accuracy_after,
+            seconds=round(self.seconds, 3),
+            steps=[Step.model_validate(s.to_dict()) for s in self.steps],
+            usage=UsageTotals.model_validate(self.usage.to_dict()),
             **({"privacy": self.privacy} if self.privacy is not None else {}),
-        }
+        )
 
     @classmethod
-    def from_record(cls, record: dict) -> ClientUpdate:
+    def from_record(cls, record: ClientUpload) -> ClientUpdate:
         upload = Upload(
-            record["client"],
-            record["prompt"],
-            record["num_examples"],
-            record["accuracy_before"],
-            record["accuracy_after"],
+            record.client,
+            record.prompt,
+            record.num_examples,
+            record.accuracy_before,
+            record.accuracy_after,
         )
-        steps = [StepRecord(**s) for s in record["steps"]]
-        return cls(
-            upload,
-            steps,
-            Usage.from_dict(record["usage"]),
-            record["seconds"],
-            record.get("privacy"),
-        )
+        steps = [StepRecord(**s.model_dump()) for s in record.steps]
+        usage = Usage.from_dict(record.usage.model_dump())
+        return cls(upload, steps, usage, record.seconds, record.privacy)
 
 
-def client_histories(rounds: list[dict]) -> dict[int, dict[str, float]]:
+def client_histories(rounds: Sequence[Round]) -> dict[int, dict[str, float]]:
     """Each client's scored prompts in the round records so far (`StepRecord.scored`)."""
     histories: dict[int, dict[str, float]] = {}
     for entry in rounds:
-        for client in entry["clients"]:
-            for step in client["steps"]:
-                histories.setdefault(client["client"], {}).update(step.get("scored", {}))
+        for client in entry.clients:
+            for step in client.steps:
+                histories.setdefault(client.client, {}).update(step.scored)
     return histories
 
 
@@ -69,8 +66,8 @@ class ClientFailure:
     client: int
     error: str
 
-    def to_record(self) -> dict:
-        return {"client": self.client, "error": self.error}
+    def to_record(self, attempt: int) -> Failure:
+        return Failure(client=self.client, error=self.error, attempt=attempt)
 
 
 class Client:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from fedtextgrad.federated.aggregators import Upload
     from fedtextgrad.federated.client import ClientUpdate
+    from fedtextgrad.record import Round, Run
 
 Scorer = Callable[[str], Awaitable[dict]]  # prompt -> its validation {"accuracy", "by_task"}
 
@@ -32,11 +33,11 @@ class ServerHook:
         """Whether the merge (validation result `val`) may replace `prompt`."""
         return True
 
-    def end_round(self, entry: dict, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
+    def end_round(self, entry: Round, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
         """Add to the round's record; return events to log (each with its "event" name)."""
         return []
 
-    def summarize(self, results: dict) -> None:
+    def summarize(self, run: Run) -> None:
         """Add to the run's record, after each round."""
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from fedtextgrad.artifacts import append_line, refuse_foreign, write_atomic
 from fedtextgrad.errors import RunStateError
-from fedtextgrad.record import RecordError, dump_run, read_run
+from fedtextgrad.record import RecordError, Run, dump_run, read_run
 from fedtextgrad.redaction import redact_data
 
 if TYPE_CHECKING:
@@ -55,14 +55,14 @@ class RunStore:
         finally:
             os.close(fd)  # releases the lock; the file stays (removing it would race)
 
-    def load(self) -> dict | None:
+    def load(self) -> Run | None:
         """The run's results.json, checked against the run record, or None if there is none."""
         if not self.results_path.exists():
             return None
         return read_results(self.results_path, "remove it, or use another --out")
 
-    def save(self, results: dict) -> None:
-        write_atomic(self.results_path, dump_run(results))
+    def save(self, run: Run) -> None:
+        write_atomic(self.results_path, dump_run(run))
 
     def write_prompt(self, name: str, text: str) -> None:
         write_atomic(self.dir / "prompts" / f"{name}.txt", text + "\n")
@@ -92,15 +92,13 @@ class RunStore:
         return record
 
 
-def read_results(path: Path, fix: str) -> dict:
+def read_results(path: Path, fix: str) -> Run:
     """A results.json checked against the run record; a file that is not one fails in one line
     that ends with `fix`."""
     try:
-        data = json.loads(path.read_text())
-        read_run(data)
+        return read_run(json.loads(path.read_text()))
     except json.JSONDecodeError:
         raise RunStateError(f"{path} is not valid JSON: {fix}") from None
     except (RecursionError, ValueError) as problem:  # not a run, too deep, a huge integer
         detail = f" ({problem})" if isinstance(problem, RecordError) else ""
         raise RunStateError(f"{path} is not a run's results{detail}: {fix}") from None
-    return data

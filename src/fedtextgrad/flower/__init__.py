@@ -17,11 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.record import Run
 
 INSTALL_HINT = "install Flower with: pip install 'fedtextgrad[flower]'"
 
 
-async def run_local(config, out_dir: str | Path, **kwargs) -> dict:
+async def run_local(config, out_dir: str | Path, **kwargs) -> Run:
     """`deploy.run_local`, with a one-line error where Flower is not installed."""
     try:
         from fedtextgrad.flower.deploy import run_local as run

@@ -36,6 +36,7 @@ from fedtextgrad.errors import FedTextGradError
 from fedtextgrad.federated.store import RunStore
 from fedtextgrad.flower.bundle import write_app
 from fedtextgrad.flower.identity import write_certificates, write_node_key
+from fedtextgrad.record import Run
 
 HOST = "127.0.0.1"
 CONNECTION = "local"  # the SuperLink connection name in FLWR_HOME/config.toml
@@ -300,7 +301,7 @@ async def run_local(
     on_event: Callable[[dict], None] | None = None,
     node_wait: float = 300.0,
     closed: bool = False,
-) -> dict:
+) -> Run:
     """Run (or resume) an experiment on a local Flower deployment (`closed`: with TLS, the
     closed SuperLink and one registered key per client); returns results.json."""
     out = Path(out_dir).resolve()
@@ -345,7 +346,7 @@ async def run_local(
     if error:
         raise FedTextGradError(error)
     results = store.load()
-    if results is None or results["status"] != "complete":
+    if results is None or results.status != "complete":
         raise FedTextGradError(
             f"the Flower run ended before the experiment completed (flwr run exited with "
             f"{run.returncode}): see the logs in {deployment.logs}"

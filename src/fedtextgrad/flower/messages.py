@@ -9,9 +9,11 @@ import json
 from collections.abc import Mapping
 
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+from pydantic import ValidationError
 
 from fedtextgrad.config import ExperimentConfig, load_config
 from fedtextgrad.federated.client import ClientFailure, ClientUpdate
+from fedtextgrad.record import ClientUpload, first_problem
 
 TRAIN = "train.textgrad"  # handled by @client_app.train("textgrad")
 QUERY = "query.partition"  # handled by @client_app.query("partition")
@@ -86,7 +88,7 @@ def update_content(update: ClientUpdate) -> RecordDict:
     upload = update.upload
     return RecordDict(
         {
-            "update": ConfigRecord({"record": json.dumps(update.to_record(), ensure_ascii=False)}),
+            "update": ConfigRecord({"record": update.to_record().model_dump_json()}),
             "metrics": MetricRecord(  # Flower's metrics: numbers only (None is left out)
                 {
                     key: value
@@ -115,9 +117,12 @@ def read_reply(client_id: int, reply: Message) -> ClientUpdate | ClientFailure:
     if "error" in records:
         return ClientFailure(client_id, str(records["error"]["message"]))
     try:
-        update = ClientUpdate.from_record(json.loads(str(records["update"]["record"])))
-    except (KeyError, TypeError, ValueError) as error:
-        return ClientFailure(client_id, f"malformed reply: {type(error).__name__}: {error}")
+        record = ClientUpload.model_validate_json(str(records["update"]["record"]))
+    except ValidationError as error:
+        return ClientFailure(client_id, f"malformed reply: {first_problem(error)}")
+    except KeyError as error:
+        return ClientFailure(client_id, f"malformed reply: no {error}")
+    update = ClientUpdate.from_record(record)
     if update.upload.client != client_id:
         return ClientFailure(
             client_id, f"the reply came from client {update.upload.client}, not {client_id}"

@@ -13,6 +13,7 @@ from fedtextgrad.federated.hooks import ServerHook
 from fedtextgrad.federated.prepare import FederatedData
 from fedtextgrad.privacy import canaries as cn
 from fedtextgrad.privacy.audit import ClientProfile, audit, build_profile
+from fedtextgrad.record import Round, Run
 
 
 def plant_canaries(config: ExperimentConfig, data: FederatedData) -> FederatedData:
@@ -73,15 +74,13 @@ class PrivacyMonitor(ServerHook):
         pc = config.privacy
         return cls(config, data) if pc.audit or pc.canaries else None
 
-    def end_round(self, entry: dict, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
+    def end_round(self, entry: Round, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
         """What the uploads and the new global prompt reveal."""
-        entry["privacy"], events = self.round(
-            entry["round"], updates, prompt, entry["global_prompt"]
-        )
+        entry.privacy, events = self.round(entry.round, updates, prompt, entry.global_prompt)
         return events
 
-    def summarize(self, results: dict) -> None:
-        results["privacy"] = self.summary(results["rounds"])
+    def summarize(self, run: Run) -> None:
+        run.privacy = self.summary(run.rounds)
 
     def round(
         self, number: int, updates: Sequence[ClientUpdate], incoming: str, global_prompt: str
@@ -135,9 +134,9 @@ class PrivacyMonitor(ServerHook):
             record["canaries"] = {str(k): v for k, v in cn.exposed(prompt, self.canaries).items()}
         return record
 
-    def summary(self, rounds: Sequence[dict]) -> dict:
+    def summary(self, rounds: Sequence[Round]) -> dict:
         """results.json's `privacy`: leakage over the run and each canary's first exposures."""
-        with_privacy = [r for r in rounds if "privacy" in r]
+        with_privacy = [r for r in rounds if r.privacy is not None]
         result = {
             "settings": self.config.model_dump(),
             "leakage": _leakage(with_privacy),
@@ -147,25 +146,26 @@ class PrivacyMonitor(ServerHook):
             result["canaries"] = self._canary_summary(with_privacy)
         return result
 
-    def _canary_summary(self, rounds: Sequence[dict]) -> dict:
+    def _canary_summary(self, rounds: Sequence[Round]) -> dict:
         exposure = []
         for canary in self.canaries:
             key = str(canary.id)
             first_upload = first_global = None
             others: dict[int, int] = {}
             for entry in rounds:
-                for upload in entry["privacy"]["uploads"]:
+                assert entry.privacy is not None
+                for upload in entry.privacy["uploads"]:
                     parts = upload.get("canaries", {}).get(key)
                     if not parts:
                         continue
                     if upload["client"] == canary.client and first_upload is None:
                         step = upload.get("canary_steps", {}).get(key)
-                        first_upload = {"round": entry["round"], "step": step, "parts": parts}
+                        first_upload = {"round": entry.round, "step": step, "parts": parts}
                     elif upload["client"] != canary.client:
-                        others.setdefault(upload["client"], entry["round"])
-                parts = entry["privacy"]["global"].get("canaries", {}).get(key)
+                        others.setdefault(upload["client"], entry.round)
+                parts = entry.privacy["global"].get("canaries", {}).get(key)
                 if parts and first_global is None:
-                    first_global = {"round": entry["round"], "parts": parts}
+                    first_global = {"round": entry.round, "parts": parts}
             exposure.append(
                 {
                     "id": canary.id,
@@ -193,9 +193,10 @@ def _first_step(update: ClientUpdate, canary: int) -> int | None:
     return None
 
 
-def _leakage(rounds: Sequence[dict]) -> dict:
-    uploads = [u for r in rounds for u in r["privacy"]["uploads"]]
-    finals = rounds[-1]["privacy"]["global"] if rounds else {}
+def _leakage(rounds: Sequence[Round]) -> dict:
+    audits = [r.privacy for r in rounds if r.privacy is not None]
+    uploads = [u for a in audits for u in a["uploads"]]
+    finals = audits[-1]["global"] if audits else {}
     return {
         "uploads": len(uploads),
         "uploads_leaking": sum(u["leaks"] for u in uploads),
@@ -206,7 +207,7 @@ def _leakage(rounds: Sequence[dict]) -> dict:
             n: max((u["shared_ngrams"].get(n, 0) for u in uploads), default=0)
             for n in (uploads[0]["shared_ngrams"] if uploads else {})
         },
-        "global_rounds_leaking": sum(bool(r["privacy"]["global"]["leaks_from"]) for r in rounds),
+        "global_rounds_leaking": sum(bool(a["global"]["leaks_from"]) for a in audits),
         "final_global_leaks_from": finals.get("leaks_from", []),
         "final_global_specific": {
             c: a["specific_count"] for c, a in finals.get("by_client", {}).items()
@@ -214,8 +215,8 @@ def _leakage(rounds: Sequence[dict]) -> dict:
     }
 
 
-def _defense_counts(rounds: Sequence[dict]) -> dict:
-    records = [c.get("privacy") or {} for r in rounds for c in r["clients"]]
+def _defense_counts(rounds: Sequence[Round]) -> dict:
+    records = [c.privacy or {} for r in rounds for c in r.clients]
     return {
         "uploads": len(records),
         "sanitized": sum(r.get("sent") == "sanitized" for r in records),

@@ -39,9 +39,9 @@ def row(run_dir: Path) -> list[str]:
     if not path.is_file():
         raise RunStateError(f"{path} not found: pass run directories of completed runs")
     results = read_results(path, "pass run directories of completed runs")
-    if "privacy" not in results or "final" not in results:
+    if results.privacy is None or results.final is None or results.initial is None:
         raise RunStateError(f"{run_dir} has no privacy summary or is not complete")
-    privacy = results["privacy"]
+    privacy = results.privacy
     leakage = privacy["leakage"]
     canaries = privacy.get("canaries")
     exposure = (
@@ -54,12 +54,12 @@ def row(run_dir: Path) -> list[str]:
     return [
         run_dir.name,
         defense_name(privacy["settings"]),
-        f"{results['initial']['test_accuracy']:.2f} → {results['final']['test_accuracy']:.2f}",
+        f"{results.initial.test_accuracy:.2f} → {results.final.test_accuracy:.2f}",
         f"{leakage['uploads_leaking']} / {leakage['uploads']}",
         str(leakage["max_specific"]),
         str(copied),
         str(leakage["max_lcs_words"]),
-        f"{leakage['global_rounds_leaking']} / {len(results['rounds'])}",
+        f"{leakage['global_rounds_leaking']} / {len(results.rounds)}",
         exposure,
         f"{privacy['defenses']['sanitized']} / {privacy['defenses']['blocked']}",
     ]
@@ -93,7 +93,7 @@ def what_if(run_dir: Path) -> str:
     from fedtextgrad.privacy.sanitize import scrub
 
     results = read_results(run_dir / "results.json", "pass the directory of a completed run")
-    config = load_config(results["config"])
+    config = load_config(results.config)
     if config.privacy.sanitize != "off" or config.privacy.upload_policy != "off":
         raise RunStateError(f"{run_dir}: --what-if needs a run without sanitizer or policy")
     data = plant_canaries(config, prepare_data(config))
@@ -104,21 +104,22 @@ def what_if(run_dir: Path) -> str:
         "specific / copied / chars kept | policy |",
         "|" + " --- |" * 7,
     ]
-    incoming = results["initial"]["prompt"]
-    for entry in results["rounds"]:
-        for record in entry["clients"]:
-            profile = profiles[record["client"]]
-            prompt = record["prompt"]
+    assert results.initial is not None
+    incoming = results.initial.prompt
+    for entry in results.rounds:
+        for record in entry.clients:
+            profile = profiles[record.client]
+            prompt = record.prompt
             before = audit(prompt, profile)
             scrubbed = scrub(prompt, profile, data.objective, copy_ngram=n)
             new = audit(prompt, profile, f"{incoming}\n{profile.initial_prompt}")
             refused = new.specific_count > 0 or new.shared_ngrams.get(n, 0) > 0
             lines.append(
-                f"| {entry['round']} | {record['client']} | {before.specific_count} | "
+                f"| {entry.round} | {record.client} | {before.specific_count} | "
                 f"{before.shared_ngrams.get(n, 0)} | {before.lcs_words} | "
                 f"{_after(scrubbed, profile, n)} | {'refused' if refused else 'sent'} |"
             )
-        incoming = entry["global_prompt"]
+        incoming = entry.global_prompt
     return "\n".join(lines)
 
 
@@ -136,7 +137,7 @@ def candidates(run_dir: Path) -> str:
     from fedtextgrad.privacy.sanitize import scrub
 
     results = read_results(run_dir / "results.json", "pass the directory of a completed run")
-    config = load_config(results["config"])
+    config = load_config(results.config)
     data = plant_canaries(config, prepare_data(config))
     profiles = client_profiles(config, data)
     n = config.privacy.copy_ngram

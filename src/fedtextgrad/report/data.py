@@ -14,6 +14,8 @@ from fedtextgrad.artifacts import MANIFEST
 from fedtextgrad.config import flatten
 from fedtextgrad.errors import ConfigError, RunStateError
 from fedtextgrad.federated.store import read_results
+from fedtextgrad.record import Final
+from fedtextgrad.record import Run as RunRecord
 from fedtextgrad.stats import Paired, points, pooled
 
 NOTE = (
@@ -27,50 +29,44 @@ NOTE = (
 _IGNORED_KEYS = ("seed", "llm.")  # never a "setting": seeds are averaged, llm.* is plumbing
 
 
-def tokens_used(usage: dict) -> int:
-    """Tokens of every call, cached or not (older results.json files lack the cached part)."""
-    return usage.get("tokens_used", usage["total_tokens"])
-
-
 @dataclass
 class Run:
     dir: Path
-    results: dict
+    record: RunRecord
     label: dict[str, Any]
     seed: int
 
     @property
     def complete(self) -> bool:
-        return self.results.get("status") == "complete"
+        return self.record.status == "complete"
 
     @property
-    def rounds(self) -> list[dict]:
-        return self.results.get("rounds", [])
+    def final(self) -> Final:
+        """The result of a complete run."""
+        assert self.record.final is not None, f"{self.dir}: the run is not complete"
+        return self.record.final
 
     def val_curve(self) -> list[float]:
         """Validation accuracy after rounds 0 (the initial prompt), 1, 2, ..."""
-        initial = self.results.get("initial", {}).get("val_accuracy")
-        head = [initial] if initial is not None else []
-        return head + [r["val_accuracy"] for r in self.rounds]
+        initial = self.record.initial
+        head = [initial.val_accuracy] if initial else []
+        return head + [r.val_accuracy for r in self.record.rounds]
 
     def prompt_tokens_curve(self) -> list[int]:
-        initial = self.results.get("initial", {}).get("prompt_tokens")
-        head = [initial] if initial is not None else []
-        return head + [r["prompt_tokens"] for r in self.rounds]
+        initial = self.record.initial
+        head = [initial.prompt_tokens] if initial else []
+        return head + [r.prompt_tokens for r in self.record.rounds]
 
     def cumulative_tokens(self) -> list[int]:
         """LLM tokens used in rounds 1..t (training, aggregation, validation), t = 0, 1, ..."""
         curve = [0]
-        for entry in self.rounds:
-            curve.append(curve[-1] + tokens_used(entry["usage"]))
+        for entry in self.record.rounds:
+            curve.append(curve[-1] + entry.usage.tokens_used)
         return curve
 
     def final_uid(self) -> dict | None:
-        return (
-            self.rounds[-1].get("uid")
-            if self.rounds
-            else self.results.get("initial", {}).get("uid")
-        )
+        rounds, initial = self.record.rounds, self.record.initial
+        return rounds[-1].uid if rounds else initial.uid if initial else None
 
 
 @dataclass
@@ -100,19 +96,15 @@ class Setting:
     def paired(self) -> Paired | None:
         """Final vs initial prompt on the same test examples, pooled over the seeds; None when
         the runs were tested on different examples (they are not one sample)."""
-        runs = [
-            r
-            for r in self.complete_runs()
-            if "test_scores" in r.results["initial"] and "test_scores" in r.results["final"]
-        ]
-        if len({r.results["initial"].get("test_examples") for r in runs}) > 1:
+        runs = self.complete_runs()
+        if len({r.record.initial.test_examples for r in runs if r.record.initial}) > 1:
             return None
         pairs = [
-            (r.results["initial"]["test_scores"], r.results["final"]["test_scores"]) for r in runs
+            (r.record.initial.test_scores, r.final.test_scores) for r in runs if r.record.initial
         ]
         try:
             return pooled(pairs) if pairs else None
-        except ValueError:  # runs of older versions, without the digest, of other sizes
+        except ValueError:  # runs without the digest, of other sizes
             return None
 
 
@@ -165,7 +157,7 @@ def load_studies(paths: list[str | Path]) -> list[Study]:
     return studies
 
 
-def _read(run_dir: Path) -> dict | None:
+def _read(run_dir: Path) -> RunRecord | None:
     path = run_dir / "results.json"
     return read_results(path, "remove it or rerun that run") if path.exists() else None
 
@@ -198,7 +190,7 @@ def _sweep_study(sweep_dir: Path) -> Study:
 
 def _loose_study(run_dirs: list[Path]) -> Study:
     loaded = [(d, r) for d in run_dirs if (r := _read(d)) is not None]
-    flats = [flatten(r["config"]) for _, r in loaded]
+    flats = [flatten(r.config) for _, r in loaded]
     all_keys = sorted({k for f in flats for k in f})
     keys = [
         k
@@ -227,13 +219,13 @@ def _fmt_value(value: Any) -> str:
 
 # (column title, value of a run, format)
 METRICS: list[tuple[str, Any, str]] = [
-    ("initial test acc", lambda r: r.results["initial"]["test_accuracy"], "{:.3f}"),
-    ("final test acc", lambda r: r.results["final"]["test_accuracy"], "{:.3f}"),
-    ("last-round test acc", lambda r: last_tested(r).get("test_accuracy"), "{:.3f}"),
+    ("initial test acc", lambda r: r.record.initial.test_accuracy, "{:.3f}"),
+    ("final test acc", lambda r: r.final.test_accuracy, "{:.3f}"),
+    ("last-round test acc", lambda r: r.final.last.test_accuracy, "{:.3f}"),
     ("final prompt tokens", lambda r: r.prompt_tokens_curve()[-1], "{:.0f}"),
-    ("tokens used (k)", lambda r: tokens_used(r.results["usage"]) / 1000, "{:.1f}"),
-    ("LLM calls", lambda r: r.results["usage"]["calls"], "{:.0f}"),
-    ("minutes", lambda r: r.results["wall_seconds"] / 60, "{:.1f}"),
+    ("tokens used (k)", lambda r: r.record.usage.tokens_used / 1000, "{:.1f}"),
+    ("LLM calls", lambda r: r.record.usage.calls, "{:.0f}"),
+    ("minutes", lambda r: r.record.wall_seconds / 60, "{:.1f}"),
 ]
 UID_METRICS: list[tuple[str, Any, str]] = [
     ("surprisal mean (bits)", lambda r: (r.final_uid() or {}).get("mean"), "{:.2f}"),
@@ -245,24 +237,15 @@ UID_METRICS: list[tuple[str, Any, str]] = [
 def study_metrics(study: Study) -> list[tuple[str, Any, str]]:
     """The table's columns: the common ones, the final test accuracy per task when the study
     has several tasks (heterogeneous setting), and the surprisal statistics when recorded."""
-    tasks = sorted(
-        {t for r in study.runs if r.complete for t in r.results["final"].get("test_by_task", {})}
-    )
+    tasks = sorted({t for r in study.runs if r.complete for t in r.final.test_by_task})
     per_task = [
         (f"test acc {task}", _task_accuracy(task), "{:.3f}") for task in tasks if len(tasks) > 1
     ]
     return METRICS[:2] + per_task + METRICS[2:] + (UID_METRICS if study.has_uid else [])
 
 
-def last_tested(run: Run) -> dict:
-    """The last round's prompt, tested (results of before the best-on-validation result: the
-    final prompt was the last one)."""
-    final = run.results["final"]
-    return final.get("last", final)
-
-
 def _task_accuracy(task: str):
-    return lambda r: r.results["final"].get("test_by_task", {}).get(task)
+    return lambda r: r.final.test_by_task.get(task)
 
 
 def table(study: Study) -> tuple[list[str], list[list[str]]]:
@@ -308,18 +291,7 @@ def summary(study: Study) -> dict:
         settings.append(
             {
                 "label": setting.label,
-                "runs": [
-                    {
-                        "dir": r.dir.name,
-                        "seed": r.seed,
-                        "status": r.results.get("status"),
-                        "val_curve": r.val_curve(),
-                        "final_test_accuracy": r.results.get("final", {}).get("test_accuracy"),
-                        "final_test_by_task": r.results.get("final", {}).get("test_by_task"),
-                        "final_prompt": r.results.get("final", {}).get("prompt"),
-                    }
-                    for r in setting.runs
-                ],
+                "runs": [_run_summary(r) for r in setting.runs],
                 "metrics": stats,
                 "paired": None if diff is None else diff.to_dict(),
             }
@@ -329,4 +301,17 @@ def summary(study: Study) -> dict:
         "question": study.question,
         "keys": study.keys,
         "settings": settings,
+    }
+
+
+def _run_summary(run: Run) -> dict:
+    final = run.record.final
+    return {
+        "dir": run.dir.name,
+        "seed": run.seed,
+        "status": run.record.status,
+        "val_curve": run.val_curve(),
+        "final_test_accuracy": final.test_accuracy if final else None,
+        "final_test_by_task": final.test_by_task if final else None,
+        "final_prompt": final.prompt if final else None,
     }

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fedtextgrad.metrics import DensityProfile
-from fedtextgrad.report.data import Run, Setting, Study, last_tested
+from fedtextgrad.report.data import Run, Setting, Study
 
 DPI = 110
 
@@ -75,8 +75,8 @@ def accuracy_vs_key(study: Study, key: str) -> Figure:
     figure = Figure(figsize=(6, 4), layout="constrained")
     ax = figure.add_subplot()
     for title, value in (
-        ("final", lambda r: r.results["final"]["test_accuracy"]),
-        ("last round", lambda r: last_tested(r)["test_accuracy"]),
+        ("final", lambda r: r.final.test_accuracy),
+        ("last round", lambda r: r.final.last.test_accuracy),
     ):
         points = [(s.label[key], s.stat(value)) for s in study.settings]
         points = [(x, stat) for x, stat in points if stat is not None]

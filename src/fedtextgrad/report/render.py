@@ -12,8 +12,10 @@ from pathlib import Path
 
 from fedtextgrad import text
 from fedtextgrad.artifacts import refuse_foreign_report, write_atomic
+from fedtextgrad.record import Initial, Round
+from fedtextgrad.record import Run as RunRecord
 from fedtextgrad.report import plots
-from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table, tokens_used
+from fedtextgrad.report.data import NOTE, Run, Study, load_studies, summary, table
 from fedtextgrad.stats import Paired
 
 
@@ -92,11 +94,11 @@ def _markdown(reports: list[StudyReport]) -> str:
             parts += ["", f"![{caption}]({path.name})"]
         parts += ["", "<details><summary>Final prompts</summary>", ""]
         for title, run in _first_runs(study):
-            parts += [f"**{title}**", "", "```text", run.results["final"]["prompt"], "```", ""]
+            parts += [f"**{title}**", "", "```text", run.final.prompt, "```", ""]
         parts.append("</details>")
         for title, run in _first_runs(study):
             parts += ["", f"<details><summary>How the prompt evolved: {title}</summary>", ""]
-            parts += [*evolution(run.results), "</details>"]
+            parts += [*evolution(run.record), "</details>"]
     return "\n".join(parts) + "\n"
 
 
@@ -151,14 +153,14 @@ def _html(reports: list[StudyReport]) -> str:
             )
         parts.append("<details><summary>Final prompts</summary>")
         for title, run in _first_runs(study):
-            prompt = html.escape(run.results["final"]["prompt"])
+            prompt = html.escape(run.final.prompt)
             parts.append(f"<h4>{html.escape(title)}</h4><pre>{prompt}</pre>")
         parts.append("</details>")
         for title, run in _first_runs(study):
             parts.append(
                 f"<details open><summary>How the prompt evolved: {html.escape(title)}</summary>"
             )
-            parts.append(evolution_html(run.results))
+            parts.append(evolution_html(run.record))
             parts.append("</details>")
         parts.append("</section>")
         sections.append("\n".join(parts))
@@ -179,14 +181,15 @@ def _page(title: str, body: str) -> str:
 # -- one run -----------------------------------------------------------------------------------
 
 
-def write_run_report(run_dir: str | Path, results: dict) -> Path:
+def write_run_report(run_dir: str | Path, record: RunRecord) -> Path:
     """report.md, report.html (self-contained) and accuracy.png in a run directory, written when
     the run finishes."""
     run_dir = Path(run_dir)
-    run = Run(run_dir, results, {}, results["config"].get("seed", 0))
+    run = Run(run_dir, record, {}, record.config.get("seed", 0))
     plots.save(plots.run_plot(run), run_dir / "accuracy.png")
-    initial, final, usage = results["initial"], results["final"], results["usage"]
-    config = results["config"]
+    initial, final, usage = record.initial, run.final, record.usage
+    assert initial is not None
+    config = record.config
     fed, train = config["federation"], config["train"]
     tasks = config["task"].get("names") or [config["task"].get("name")]
     lines = [
@@ -197,40 +200,41 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
         f"aggregation {fed['aggregation']}; engines {_engines(config['engines'])}; "
         f"seed {config['seed']}.",
         "",
-        f"- result (the best prompt on validation, round {final['round']}): "
-        f"{Paired(**final['paired']).describe()}; exact McNemar p = {final['paired']['p_value']:.3f}",
-        f"- the last round's prompt (round {final['last']['round']}) scores "
-        f"{final['last']['test_accuracy']:.3f} on test",
-        f"- cost: {usage['calls']} LLM calls ({usage['cache_hits']} from the cache), "
-        f"{tokens_used(usage)} tokens used ({usage['total_tokens']} paid), "
-        f"{results['wall_seconds'] / 60:.1f} minutes",
+        f"- result (the best prompt on validation, round {final.round}): "
+        f"{Paired(**final.paired.model_dump()).describe()}; exact McNemar p = "
+        f"{final.paired.p_value:.3f}",
+        f"- the last round's prompt (round {final.last.round}) scores "
+        f"{final.last.test_accuracy:.3f} on test",
+        f"- cost: {usage.calls} LLM calls ({usage.cache_hits} from the cache), "
+        f"{usage.tokens_used} tokens used ({usage.total_tokens} paid), "
+        f"{record.wall_seconds / 60:.1f} minutes",
         "",
     ]
     header = ["round", "val acc", "prompt tokens", "tokens used", "seconds"]
-    rows = [["0", f"{initial['val_accuracy']:.3f}", str(initial["prompt_tokens"]), "", ""]]
+    rows = [["0", f"{initial.val_accuracy:.3f}", str(initial.prompt_tokens), "", ""]]
     rows += [
         [
-            str(r["round"]),
-            f"{r['val_accuracy']:.3f}",
-            str(r["prompt_tokens"]),
-            str(tokens_used(r["usage"])),
-            f"{r['seconds']:.0f}",
+            str(r.round),
+            f"{r.val_accuracy:.3f}",
+            str(r.prompt_tokens),
+            str(r.usage.tokens_used),
+            f"{r.seconds:.0f}",
         ]
-        for r in results["rounds"]
+        for r in record.rounds
     ]
-    tasks = list(initial["val_by_task"]) if len(initial.get("val_by_task", {})) > 1 else []
+    tasks = list(initial.val_by_task) if len(initial.val_by_task) > 1 else []
     header += [f"val {task}" for task in tasks]  # the heterogeneous setting: each task's own
-    for row, entry in zip(rows, [initial, *results["rounds"]], strict=True):
-        row += [f"{entry['val_by_task'][task]:.3f}" for task in tasks]
+    entries: list[Initial | Round] = [initial, *record.rounds]
+    for row, entry in zip(rows, entries, strict=True):
+        row += [f"{entry.val_by_task[task]:.3f}" for task in tasks]
     if run.final_uid() is not None:
         header.append("surprisal mean / var")
-        rows[0].append(_uid_cell(initial.get("uid")))
-        for row, entry in zip(rows[1:], results["rounds"], strict=True):
-            row.append(_uid_cell(entry.get("uid")))
+        for row, entry in zip(rows, entries, strict=True):
+            row.append(_uid_cell(entry.uid))
     summary = lines[2:-1]
     lines += [markdown_table(header, rows), "", "![accuracy by round](accuracy.png)", ""]
-    lines += ["## Final prompt", "", "```text", final["prompt"], "```", ""]
-    lines += ["## How the prompt evolved", "", *evolution(results)]
+    lines += ["## Final prompt", "", "```text", final.prompt, "```", ""]
+    lines += ["## How the prompt evolved", "", *evolution(record)]
     path = run_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     body = [
@@ -239,9 +243,9 @@ def write_run_report(run_dir: str | Path, results: dict) -> Path:
         html_table(header, rows),
         f'<figure><img src="{_data_uri(run_dir / "accuracy.png")}" alt="accuracy by round">'
         "<figcaption>Accuracy by round</figcaption></figure>",
-        f"<h2>Final prompt</h2><pre>{html.escape(final['prompt'])}</pre>",
+        f"<h2>Final prompt</h2><pre>{html.escape(final.prompt)}</pre>",
         "<h2>How the prompt evolved</h2>",
-        evolution_html(results),
+        evolution_html(record),
     ]
     write_atomic(run_dir / "report.html", _page(f"Run {run_dir.name}", "\n".join(body)))
     return path
@@ -259,38 +263,39 @@ class RoundChange:
 STEP_HEADER = ["client", "step", "batch acc", "best candidate", "kept", "verdict"]
 
 
-def prompt_changes(results: dict) -> list[RoundChange]:
+def prompt_changes(record: RunRecord) -> list[RoundChange]:
     """Each round's client steps (scores, verdict, where the kept candidate came from), and the
     new global prompt as a diff of sentences against the previous one; every added sentence
     names the clients whose uploads hold it (or a near copy)."""
-    changes, previous = [], results["initial"]["prompt"]
-    for entry in results["rounds"]:
+    assert record.initial is not None
+    changes, previous = [], record.initial.prompt
+    for entry in record.rounds:
         steps = [
             [
-                str(client["client"]),
-                str(step["step"]),
-                f"{step['batch_accuracy']:.2f}",
-                "" if step["candidate_accuracy"] is None else f"{step['candidate_accuracy']:.2f}",
-                step.get("chosen", ""),
-                step["reason"],
+                str(client.client),
+                str(step.step),
+                f"{step.batch_accuracy:.2f}",
+                "" if step.candidate_accuracy is None else f"{step.candidate_accuracy:.2f}",
+                step.chosen,
+                step.reason,
             ]
-            for client in entry["clients"]
-            for step in client["steps"]
+            for client in entry.clients
+            for step in client.steps
         ]
-        uploads = {c["client"]: text.split_sentences(c["prompt"]) for c in entry["clients"]}
+        uploads = {c.client: text.split_sentences(c.prompt) for c in entry.clients}
         diff = [
             (mark, sentence, _sources(sentence, uploads) if mark == "+" else [])
-            for mark, sentence in _sentence_diff(previous, entry["global_prompt"])
+            for mark, sentence in _sentence_diff(previous, entry.global_prompt)
         ]
-        changes.append(RoundChange(entry["round"], steps, diff))
-        previous = entry["global_prompt"]
+        changes.append(RoundChange(entry.round, steps, diff))
+        previous = entry.global_prompt
     return changes
 
 
-def evolution(results: dict) -> list[str]:
+def evolution(record: RunRecord) -> list[str]:
     """The Markdown of `prompt_changes`."""
     lines = []
-    for change in prompt_changes(results):
+    for change in prompt_changes(record):
         lines += [f"### Round {change.round}", ""]
         lines += [markdown_table(STEP_HEADER, change.steps), ""] if change.steps else []
         if all(mark == " " for mark, _, _ in change.diff):
@@ -302,11 +307,11 @@ def evolution(results: dict) -> list[str]:
     return lines
 
 
-def evolution_html(results: dict) -> str:
+def evolution_html(record: RunRecord) -> str:
     """The HTML of `prompt_changes`: removed sentences struck out, added ones marked, each with
     the clients it came from."""
     parts = []
-    for change in prompt_changes(results):
+    for change in prompt_changes(record):
         parts.append(f"<h3>Round {change.round}</h3>")
         if change.steps:
             parts.append(html_table(STEP_HEADER, change.steps))

@@ -28,6 +28,7 @@ from fedtextgrad.textgrad import Objective
 if TYPE_CHECKING:
     from fedtextgrad.federated.aggregators import Upload
     from fedtextgrad.federated.client import ClientUpdate
+    from fedtextgrad.record import Round
 
 _OVERRIDE = re.compile(
     r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}?"
@@ -59,9 +60,11 @@ class Defense(ServerHook):
         self.record: dict = {"enabled": self.config.enabled}
         self._too_long: set[int | str] = set()
 
-    def end_round(self, entry: dict, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
-        entry["defense"] = self.record
-        entry["clients"] = [self.slim(client) for client in entry["clients"]]
+    def end_round(self, entry: Round, updates: Sequence[ClientUpdate], prompt: str) -> list[dict]:
+        entry.defense = self.record
+        for client in entry.clients:  # a flood must not bloat results.json (rewritten each round)
+            if client.client in self._too_long:
+                client.prompt = _preview(client.prompt)
         return []
 
     async def score(self, prompt: str) -> dict:
@@ -184,13 +187,6 @@ class Defense(ServerHook):
         if not accepted:
             self.record["acceptance"]["rejected_prompt"] = _preview(aggregate)
         return accepted
-
-    def slim(self, client_record: dict) -> dict:
-        """A client's round record, its prompt cut to a preview if rejected for its size (a
-        flood must not bloat results.json, which is rewritten every round)."""
-        if client_record["client"] in self._too_long:
-            return {**client_record, "prompt": _preview(client_record["prompt"])}
-        return client_record
 
 
 def injected_instruction(text: str) -> str | None:
