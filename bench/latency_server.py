@@ -33,6 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from fedtextgrad.federated.aggregators import SUMMARIZE
+from fedtextgrad.textgrad import templates
+
 DEFAULT_TOKENS = {"forward": 50, "feedback": 70, "combine": 70, "update": 60, "aggregation": 80}
 _FORMAT_RULE = re.compile(r"The last sentence must be exactly: (.+)")
 _FORMAT_RETRY = re.compile(r"ending with the sentence: (.+)$", re.DOTALL)
@@ -53,21 +56,27 @@ class Settings:
 
 
 def guess_purpose(messages: list[dict]) -> str:
-    """What FedTextGrad asked for, read from the wording of its templates."""
+    """What FedTextGrad asked for, told by its templates (their own constants: an edit of the
+    wording keeps this right)."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else ""
     text = messages[-1]["content"] if messages else ""
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
-    if "You improve system prompts" in system:
+    if system == templates.UPDATE_SYSTEM:
         return "update"
-    if "You write feedback only" in system:
+    if system == templates.FEEDBACK_SYSTEM:
         return "feedback"
-    if "Merge their prompts into ONE" in first_user:
+    if _made_from(first_user, SUMMARIZE):
         return "aggregation"
-    if first_user.startswith("Below are several pieces of feedback"):
+    if _made_from(first_user, templates.COMBINE_FEEDBACK):
         return "combine"
-    if "Reply with one word: CORRECT or" in text:
+    if _made_from(text, templates.JUDGE):
         return "judge"
     return "forward"  # a system prompt and a question: forward, gate or evaluation
+
+
+def _made_from(request: str, template: str) -> bool:
+    """Whether `request` holds the template's longest fixed part."""
+    return max(re.split(r"\{\w+\}|\n", template), key=len).strip() in request
 
 
 def _unit(*parts: str) -> float:

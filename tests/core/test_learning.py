@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 import pytest
+from helpers.requests import made_from
 from helpers.scripted import RULE, toy_responder
 from scipy import stats as scipy_stats
 
@@ -15,7 +16,7 @@ from fedtextgrad.config import TrainConfig
 from fedtextgrad.llm import scripted_engine
 from fedtextgrad.stats import paired, pooled
 from fedtextgrad.tasks import Example, load_task
-from fedtextgrad.textgrad import LocalTrainer, Objective, parse_update, repairs
+from fedtextgrad.textgrad import LocalTrainer, Objective, parse_update, repairs, templates
 
 TASK = load_task("bbh_object_counting", train_size=12, val_size=6, test_size=3)
 OBJECTIVE = Objective.of(TASK)
@@ -293,7 +294,7 @@ def test_evaluation_honours_the_llm_judge_loss(tmp_path):
     from fedtextgrad.federated import Engines
 
     def judge_says_correct(messages):
-        if "Reply with one word: CORRECT or INCORRECT" in messages[-1]["content"]:
+        if made_from(messages[-1]["content"], templates.JUDGE):
             return "CORRECT"
         return "Answer: 999"  # wrong by exact match
 

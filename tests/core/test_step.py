@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers.requests import made_from
 from helpers.scripted import RULE, toy_responder
 
 from fedtextgrad.config import TrainConfig
@@ -17,6 +18,7 @@ from fedtextgrad.textgrad import (
     forward,
     parse_update,
     score,
+    templates,
     tidy,
     update,
 )
@@ -115,7 +117,7 @@ def test_update_retries_once_then_rejects_without_crashing():
     result, requests = scripted_update(["no tags here", "still no tags"])
     assert result.prompt is None and result.reason.startswith("rejected: the reply has no")
     assert len(requests) == 2
-    assert "could not be used" in requests[1][-1]["content"]
+    assert made_from(requests[1][-1]["content"], templates.UPDATE_RETRY)
 
 
 def test_update_succeeds_on_the_retry():
@@ -208,7 +210,7 @@ def test_a_copied_prompt_is_asked_for_again_with_a_warning():
         request = messages[-1]["content"]
         if "<CURRENT_PROMPT>" not in request:
             return "Answer: 999"
-        if "repeated the current prompt unchanged" in request:
+        if made_from(request, templates.COPIED):
             return f"<IMPROVED_VARIABLE>{better}</IMPROVED_VARIABLE>"
         return f"<IMPROVED_VARIABLE>{TASK.initial_prompt}</IMPROVED_VARIABLE>"
 
@@ -271,7 +273,7 @@ def induction_world(task, seen: list[str]):
 
     def responder(messages):
         request = messages[-1]["content"]
-        if "Work out the single instruction" in request:
+        if made_from(request, templates.INDUCE):
             seen.append(request)
             return f"<IMPROVED_VARIABLE>Write the plural of the word. {task.answer_format}</IMPROVED_VARIABLE>"
         if "<CURRENT_PROMPT>" in request:  # the feedback rewrite: a rule that does not help
@@ -322,3 +324,24 @@ def test_a_label_that_several_targets_share_is_not_example_specific():
     attempts = score(Objective.of(task), batch, replies(*["Answer: x"] * 3))
     specific = learner._specific(attempts, task.initial_prompt)
     assert "quokka" in specific and "zygote" not in specific  # a label is the task's, not one's
+
+
+def test_the_fakes_tell_every_template_apart():
+    """The scripted engines recognise a request by its template's longest fixed part: no
+    template may hold another's."""
+    from fedtextgrad.privacy import sanitize
+    from fedtextgrad.textgrad import paper_templates as paper
+
+    used = {
+        "paper.RESPONSE_FEEDBACK": paper.RESPONSE_FEEDBACK,
+        "paper.SUMMARIZE": paper.SUMMARIZE,
+        "paper.UPDATE": paper.UPDATE,
+        "INDUCE": templates.INDUCE,
+        "UPDATE_RETRY": templates.UPDATE_RETRY,
+        "COPIED": templates.COPIED,
+        "JUDGE": templates.JUDGE,
+        "REWRITE": sanitize.REWRITE,
+    }
+    for name, template in used.items():
+        holders = [other for other, text in used.items() if made_from(text, template)]
+        assert holders == [name], f"{name}'s fixed part is also in {holders}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 from fedtextgrad.llm import Message
-from helpers.requests import all_tagged, kept_format, tagged
+from fedtextgrad.textgrad import paper_templates as paper
+from helpers.requests import all_tagged, filled_in, kept_format, made_from, tagged
 
 RULE = "Count only the items of the asked kind."
 
@@ -19,15 +20,15 @@ def toy_responder(messages: list[Message], *, targets: dict[str, str], wrong: st
     user = messages[-1]["content"]
     if "<VARIABLE>" in user:  # the paper's update: adds what the feedback asks for
         current = tagged(user, "VARIABLE")
-        fmt = re.search(r"unchanged: (.*)\n", user).group(1)
+        fmt = filled_in(user, paper.UPDATE, "answer_format")
         advice = dict.fromkeys(re.findall(r"Add the rule: (.*)", user))
         body = current.replace(fmt, "").strip()
         return f"<IMPROVED_VARIABLE>{body} {' '.join(advice)}\n{fmt}</IMPROVED_VARIABLE>"
     if "<RESPONSE_FEEDBACK>" in user:  # the paper's second hop: to the system prompt
         return f"Add the rule: {RULE}"
-    if "The variable is the response" in user:  # the paper's first hop: to the response
+    if made_from(user, paper.RESPONSE_FEEDBACK):  # the paper's first hop: to the response
         return "The response counted items of another kind."
-    if "Combine them into one cohesive system prompt" in user:  # the paper's merge
+    if made_from(user, paper.SUMMARIZE):  # the paper's merge
         return f"{RULE} Merged."
     if "<CURRENT_PROMPT>" in user:
         current = tagged(user, "CURRENT_PROMPT")

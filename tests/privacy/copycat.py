@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
-from helpers.requests import all_tagged, kept_format, tagged
+from helpers.requests import all_tagged, kept_format, made_from, tagged
 
 from fedtextgrad.federated import Engines
 from fedtextgrad.llm import Message, scripted_engine
+from fedtextgrad.privacy import sanitize
 
 RULE = "Count only the items of the asked kind."
 INVENTED_NAME = "Zorblaxia"  # the LLM rewrite "adds" this, to check it is scrubbed again
@@ -23,7 +24,7 @@ def copycat(messages: list[Message]) -> str:
         current = tagged(user, "CURRENT_PROMPT")
         fmt = kept_format(user)
         body = current.replace(fmt, "").strip()
-        if "Rewrite it so that" in user:
+        if made_from(user, sanitize.REWRITE):
             cleaned = re.sub(r"\[[A-Z]+\]", "", body)
             return f"<IMPROVED_VARIABLE>{cleaned} Ask {INVENTED_NAME}.\n{fmt}</IMPROVED_VARIABLE>"
         quotes = " ".join(dict.fromkeys(re.findall(r"Quote: (.*)", user)))
