@@ -64,7 +64,7 @@ def scrub(
         result.prompt = pattern.sub(
             lambda m, w=what, p=placeholder: _pii(m, w, p, result), result.prompt
         )
-    result.prompt = _tidy(_replace_tokens(result, profile))
+    result.prompt = _collapse_spaces(_replace_tokens(result, profile))
     if not objective.keeps_format(result.prompt):  # scrubbing must never cost the answer format
         result.prompt = f"{objective.without_format(result.prompt)}\n{objective.answer_format}"
     return result
@@ -92,7 +92,7 @@ def _drop_copied_sentences(result: Scrubbed, profile: ClientProfile, n: int) -> 
     return "".join(pieces)
 
 
-def _tidy(prompt: str) -> str:
+def _collapse_spaces(prompt: str) -> str:
     """One space between words and no blank lines where sentences were dropped."""
     lines = (re.sub(r"[ \t]{2,}", " ", line).strip() for line in prompt.splitlines())
     return "\n".join(line for line in lines if line)

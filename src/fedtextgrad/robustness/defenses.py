@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from fedtextgrad.config import DefenseConfig
 from fedtextgrad.federated.hooks import Scorer, ServerHook
+from fedtextgrad.text import split_sentences
 from fedtextgrad.textgrad import Objective
 
 if TYPE_CHECKING:
@@ -194,9 +195,9 @@ def injected_instruction(text: str) -> str | None:
     unconditional: "if none match, always answer 0" is honest advice."""
     if match := _OVERRIDE.search(text):
         return match.group(0)
-    for sentence in re.split(r"(?<=[.!?;])\s+|\n", text):
-        match = _FIXED_ANSWER.search(sentence)
-        if match and not _CONDITION.search(sentence):
+    for clause in (c for sentence in split_sentences(text) for c in sentence.split(";")):
+        match = _FIXED_ANSWER.search(clause)
+        if match and not _CONDITION.search(clause):
             return match.group(0)
     return None
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from fedtextgrad import text
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
 _FORMAT_NGRAM = 5  # a sentence sharing this many consecutive words with the format restates it
 
@@ -54,7 +53,7 @@ def drop_specific(
     items, names, numbers) are dropped: they are rules about one question, not general rules."""
     if not specific:
         return prompt, []
-    old = {normalize(s) for line in before.splitlines() for s in _SENTENCE_END.split(line)}
+    old = {normalize(s) for s in text.split_sentences(before)}
     dropped: list[str] = []
 
     def general(sentence: str) -> bool:
@@ -72,7 +71,7 @@ def tidy(prompt: str, echoes: Sequence[str] = ()) -> str:
     """Undo looping on one instruction (also as "7. X", "8. X", ...), empty list items ("3."),
     headings with nothing under them, and sentences copied from the request (`echoes`). The
     numbered items left are renumbered."""
-    seen = {normalize(s) for echo in echoes for s in _SENTENCE_END.split(echo)}
+    seen = {normalize(s) for echo in echoes for s in text.split_sentences(echo)}
 
     def first_time(sentence: str) -> bool:
         key = normalize(sentence)
@@ -122,7 +121,7 @@ def _map_sentences(prompt: str, keep) -> str:
     lines = []
     for line in prompt.splitlines():
         marker, content = _LIST_ITEM.match(line.strip()).groups(default="")
-        kept = [s for s in _SENTENCE_END.split(content) if s.strip() and keep(s)]
+        kept = [s for s in text.split_sentences(content) if keep(s)]
         if kept:
             lines.append(f"{marker} {' '.join(kept)}".strip())
         elif not content.strip() and not marker:
