@@ -117,7 +117,7 @@ class LocalDeployment:
             ["flower-supernode", *args, "--superlink", self.address,
              "--host", HOST, "--port", str(_free_port()),
              "--node-config",
-             f"partition-id={partition} num-partitions={self.clients} threads={self.threads}"],
+             f"partition-id={partition} threads={self.threads}"],
             self.home / f"node-{name}",
         )  # fmt: skip
         return key

@@ -67,6 +67,3 @@ class ResponseCache:
                 "space, or set llm.cache_dir to a new directory (llm.cache = false runs without "
                 "a cache)"
             ) from None
-
-    def close(self) -> None:
-        self._store.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fedtextgrad import text
 from fedtextgrad.artifacts import refuse_foreign_report, write_atomic
+from fedtextgrad.config import EnginesConfig
 from fedtextgrad.record import Initial, Round
 from fedtextgrad.record import Run as RunRecord
 from fedtextgrad.report import plots
@@ -357,9 +358,7 @@ def _sentence_diff(before: str, after: str) -> list[tuple[str, str]]:
 
 
 def _engines(engines: dict) -> str:
-    feedback = engines.get("feedback") or engines["forward"]
-    aggregator = engines.get("aggregator") or feedback
-    return f"forward {engines['forward']}, feedback {feedback}, aggregator {aggregator}"
+    return ", ".join(f"{role} {name}" for role, name in EnginesConfig(**engines).resolved.items())
 
 
 def _uid_cell(uid: dict | None) -> str:
