@@ -35,6 +35,7 @@ from scipy import stats
 from fedtextgrad import load_config
 from fedtextgrad.federated import Engines, prepare_data
 from fedtextgrad.llm import LLMSettings, open_engine
+from fedtextgrad.stats import paired
 from fedtextgrad.tasks import instruction_induction, load_task
 from fedtextgrad.tasks.scoring import answer_segment
 from fedtextgrad.textgrad import Objective, accuracy, evaluate
@@ -51,7 +52,7 @@ async def probe(config_path: Path, prompt_files: list[Path], examples: int, sets
     prompts = {"initial": objective.initial_prompt}
     prompts |= {f.stem: f"{f.read_text().strip()}\n{objective.answer_format}" for f in prompt_files}
     val = data.val[:examples]
-    scores = {}
+    scores, per_example, differences = {}, {}, {}
     try:
         for name, prompt in prompts.items():
             attempts = await evaluate(
@@ -62,13 +63,20 @@ async def probe(config_path: Path, prompt_files: list[Path], examples: int, sets
                 max_tokens=config.train.forward_max_tokens,
             )
             scores[name] = accuracy(attempts)
-            print(f"{name:>20}: {scores[name]:.3f} on {len(val)} validation examples", flush=True)
+            per_example[name] = [a.score for a in attempts]
+            versus = ""
+            if name != "initial":  # paired with the initial prompt on the same examples
+                diff = paired(per_example["initial"], per_example[name])
+                versus = f"; vs initial {diff.describe()}"
+                differences[name] = diff.to_dict()
+            print(f"{name:>20}: {scores[name]:.3f} on {len(val)} examples{versus}", flush=True)
     finally:
         for engine in engines.distinct():
             await engine.aclose()
     return {"config": str(config_path), "engine": config.engines.forward, "prompts": prompts} | {
         "examples": len(val),
         "accuracy": scores,
+        "vs_initial": differences,
     }
 
 
