@@ -19,9 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fedtextgrad.errors import FedTextGradError
+from fedtextgrad.errors import FedTextGradError, fail
 from fedtextgrad.metrics.cli import uid as uid_command
-from fedtextgrad.redaction import redact
 from fedtextgrad.report.cli import report as report_command
 from fedtextgrad.stats import Paired
 from fedtextgrad.sweep import command as sweep_command
@@ -244,25 +243,19 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # errors come to us, to be told in one line
     except FedTextGradError as error:
-        _fail(str(error), error.exit_status)
+        fail(str(error), error.exit_status)
     except click.exceptions.NoArgsIsHelpError:  # the help was shown
         sys.exit(2)
     except click.UsageError as error:  # bad arguments: one line, not click's boxed panel
         where = error.ctx.command_path if error.ctx else "fedtextgrad"
-        _fail(f"{error.format_message()} (see '{where} --help')", error.exit_code)
+        fail(f"{error.format_message()} (see '{where} --help')", error.exit_code)
     except click.ClickException as error:
-        _fail(error.format_message(), error.exit_code)
+        fail(error.format_message(), error.exit_code)
     except OSError as error:  # an unusable --out, an unreadable file, a full disk
         where = f": {error.filename} (check the path and its permissions)" if error.filename else ""
-        _fail(f"{error.strerror or error}{where}", 1)
+        fail(f"{error.strerror or error}{where}", 1)
     except (KeyboardInterrupt, click.exceptions.Abort):
         console.print("interrupted: continue the run with --resume", highlight=False)
         sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)
-
-
-def _fail(message: str, code: int) -> None:
-    # Messages quote user input (paths, keys): brackets in them are text, not markup.
-    console.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False, soft_wrap=True)
-    sys.exit(code)

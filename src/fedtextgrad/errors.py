@@ -11,6 +11,8 @@
 `code` names the kind in machine-readable form, `exit_status` is what the CLI exits with."""
 
 import re
+import sys
+from typing import NoReturn
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -42,3 +44,12 @@ class EngineError(FedTextGradError):
 
 class RunStateError(FedTextGradError):
     code, exit_status = "run_state", 5
+
+
+def fail(message: str, exit_status: int = 1) -> NoReturn:
+    """What every command line does with an error: one line on stderr, secrets redacted, then
+    exit with the error's status."""
+    from fedtextgrad.redaction import redact  # a leaf module; here only when failing
+
+    print(f"error: {redact(message)}", file=sys.stderr)
+    sys.exit(exit_status)

@@ -4,14 +4,12 @@ directory for an experiment, to submit with `flwr run APP_DIR <superlink>`;
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedtextgrad.errors import ConfigError, FedTextGradError
-from fedtextgrad.redaction import redact
+from fedtextgrad.errors import ConfigError, FedTextGradError, fail
 
 cli = typer.Typer(
     help="FedTextGrad on a Flower deployment.",
@@ -94,8 +92,7 @@ def run() -> None:
     try:
         cli()
     except FedTextGradError as error:
-        print(f"error: {redact(str(error))}", file=sys.stderr)
-        sys.exit(error.exit_status)
+        fail(str(error), error.exit_status)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fedtextgrad.errors import FedTextGradError, RunStateError
+from fedtextgrad.errors import FedTextGradError, RunStateError, fail
 from fedtextgrad.federated.store import read_results
 
 COLUMNS = (
@@ -178,8 +178,7 @@ def main(argv: list[str]) -> int:
             return 0
         print(markdown([Path(a) for a in argv]))
     except FedTextGradError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        fail(str(error), error.exit_status)
     return 0
 
 
