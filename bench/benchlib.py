@@ -7,6 +7,7 @@ The child entry point is `python bench/benchlib.py SPEC.json`; the benchmarks ca
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import os
 import platform
@@ -420,8 +421,17 @@ def concurrency_profile(log: list[dict]) -> dict:
 
 
 def _child_main(spec_path: str, result_path: str) -> None:
+    """Run the spec's experiment; with BENCH_PROFILE=FILE, under cProfile, its stats in FILE
+    (read them with `python -m pstats FILE`)."""
     spec = json.loads(Path(spec_path).read_text())
+    profile = os.environ.get("BENCH_PROFILE")
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     result = asyncio.run(run_experiment(spec["config"], spec["out_dir"]))
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
     Path(result_path).write_text(json.dumps(result))
 
 

@@ -7,25 +7,29 @@ Aggregation: per run and task, `local` is the test accuracy of the last round's 
 client holding that task (scored here with the run's forward model, cached), `global` the last
 round's global prompt's (from the run); retention = global / local. Local steps and clients:
 the final prompt's test accuracy and the run's tokens. Intervals are 95% over seeds and examples
-(the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t)."""
+(the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t).
+Each finished run's results.json is archived under docs/results/findings_runs/ (commit them): on
+a new machine, `cp -r docs/results/findings_runs/. runs/` and the sweeps skip those runs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 from scipy import stats as scipy_stats
 
 from fedtextgrad.federated.prepare import Engines, prepare_data
-from fedtextgrad.stats import pooled
+from fedtextgrad.stats import points, pooled
 from fedtextgrad.sweep import SweepRun, load_sweep
 from fedtextgrad.textgrad import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "configs" / "sweeps" / "measured"
+ARCHIVE = ROOT / "docs" / "results" / "findings_runs"
 QUESTIONS = {  # question -> (sweep file, runs directory, swept key)
     "aggregation": ("findings_aggregation.toml", "findings_aggregation", "federation.aggregation"),
     "local_steps": ("findings_local_steps.toml", "findings_k", "train.local_steps"),
@@ -34,10 +38,14 @@ QUESTIONS = {  # question -> (sweep file, runs directory, swept key)
 
 
 def finished(sweep_file: str, runs_dir: Path) -> list[tuple[SweepRun, dict]]:
+    """The sweep's complete runs, each archived as it is read."""
     runs = []
     for run in load_sweep(SWEEPS / sweep_file).runs:
         if run.status(runs_dir) == "complete":
-            runs.append((run, json.loads((runs_dir / run.name / "results.json").read_text())))
+            path = runs_dir / run.name / "results.json"
+            (ARCHIVE / runs_dir.name / run.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, ARCHIVE / runs_dir.name / run.name)
+            runs.append((run, json.loads(path.read_text())))
     return runs
 
 
@@ -131,8 +139,10 @@ def factor_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> l
 
 
 def _shared(members: list[tuple[SweepRun, dict]], gap) -> dict:
-    """The columns every row has: the pooled interval, lengths, cost, seeds, examples."""
+    """The columns every row has: the pooled difference (aggregation: global - local; the other
+    questions: final - initial) with its interval, lengths, cost, seeds, examples."""
     return {
+        "diff": round(gap.diff, 4),
         "low": round(gap.low, 4),
         "high": round(gap.high, 4),
         "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
@@ -157,6 +167,26 @@ def _t_interval(values: list[float]) -> list[float] | None:
     return [round(low, 3), round(high, 3)]
 
 
+def markdown(rows: list[dict]) -> str:
+    """The rows as a table. Δ: global - local (aggregation), final - initial (the others), in
+    points."""
+    lines = [
+        "| question | setting | value | task | local | global | Δ (95% CI) | retention | "
+        "prompt tokens | tokens/run | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        local = "" if r["local"] is None else f"{r['local']:.2f}"
+        retention = "" if r["retention"] is None else f"{r['retention']:.2f}"
+        lines.append(
+            f"| {r['question']} | {r['setting']} | {r['value']} | {r['task']} | {local} | "
+            f"{r['global']:.2f} | {points(r['diff'])} ({points(r['low'])}..{points(r['high'])}) | "
+            f"{retention} | "
+            f"{r['prompt_tokens']:.0f} | {r['tokens']:,.0f} | {len(r['seeds'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "findings.json")
@@ -172,13 +202,7 @@ def main() -> None:
             if question == "aggregation"
             else factor_rows(question, key, runs)
         )
-    for r in rows:
-        retention = "" if r["retention"] is None else f" retention {r['retention']:.2f}"
-        print(
-            f"{r['question']:<12} {r['setting']:<11} {str(r['value']):<14} {r['task']:<22} "
-            f"global {r['global']:.2f}{retention} (pooled 95% {r['low']:+.2f}..{r['high']:+.2f}) "
-            f"tokens {r['tokens']:,.0f}"
-        )
+    print(markdown(rows))
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {args.out}")
 
