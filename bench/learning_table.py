@@ -26,7 +26,11 @@ from fedtextgrad.tasks import instruction_induction
 from fedtextgrad.textgrad import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = Path("configs/sweeps/measured/learning.toml")
+# The instruction-induction tasks; then BBH and GSM8K (ours only, no human instruction).
+SWEEPS = (
+    Path("configs/sweeps/measured/learning.toml"),
+    Path("configs/sweeps/measured/learning_reasoning.toml"),
+)
 SETTINGS = {  # variant -> (method, setting)
     "ours": ("ours", "federated"),
     "ours_centralized": ("ours", "centralized"),
@@ -40,17 +44,25 @@ HEADROOM = 0.20  # the goal's interval must clear 0 where the human instruction 
 def complete_runs(runs_dir: Path) -> dict[tuple[str, str], list[tuple[SweepRun, dict]]]:
     """(task, variant) -> [(run, results)] of the runs that finished with this sweep's config."""
     groups: dict[tuple[str, str], list[tuple[SweepRun, dict]]] = defaultdict(list)
-    for run in load_sweep(ROOT / SWEEP).runs:
-        if run.status(runs_dir) == "complete":
-            results = json.loads((runs_dir / run.name / "results.json").read_text())
-            groups[run.config.task.name, run.label["variant"]].append((run, results))
+    for sweep in SWEEPS:
+        for run in load_sweep(ROOT / sweep).runs:
+            if run.status(runs_dir) == "complete":
+                results = json.loads((runs_dir / run.name / "results.json").read_text())
+                groups[run.config.task.name, run.label["variant"]].append((run, results))
+                COMMANDS[run.config.task.name] = f"fedtextgrad sweep {sweep} --out runs/learning"
     return groups
 
 
-async def human_scores(config: ExperimentConfig) -> list[float]:
-    """The task's first human instruction, answered by the run's forward model on its test set."""
+COMMANDS: dict[str, str] = {}  # task -> the sweep command that runs it (complete_runs fills it)
+
+
+async def human_scores(config: ExperimentConfig) -> list[float] | None:
+    """The task's first human instruction, answered by the run's forward model on its test set
+    (None: the task has none, as BBH and GSM8K)."""
     data = prepare_data(config)
     task = next(iter(data.objective.tasks.values()))
+    if task.name not in instruction_induction.NAMES:
+        return None
     prompt = f"{instruction_induction.instructions(task.name)[0]} {task.answer_format}"
     engines = Engines.open(config)
     try:
@@ -67,7 +79,7 @@ async def human_scores(config: ExperimentConfig) -> list[float]:
     return [a.score for a in attempts]
 
 
-def row(task: str, variant: str, runs: list[tuple[SweepRun, dict]], human: float) -> dict:
+def row(task: str, variant: str, runs: list[tuple[SweepRun, dict]], human: float | None) -> dict:
     method, setting = SETTINGS[variant]
     pairs = [(r["initial"]["test_scores"], r["final"]["test_scores"]) for _, r in runs]
     gain = pooled(pairs)
@@ -79,17 +91,21 @@ def row(task: str, variant: str, runs: list[tuple[SweepRun, dict]], human: float
         "setting": setting,
         "initial": round(gain.before, 4),
         "final": round(gain.after, 4),
-        "human": round(human, 4),
+        "human": None if human is None else round(human, 4),
         "diff": round(gain.diff, 4),
         "low": round(gain.low, 4),
         "high": round(gain.high, 4),
-        "recovered": round(gain.diff / (human - gain.before), 3) if human > gain.before else None,
+        "recovered": (
+            round(gain.diff / (human - gain.before), 3)
+            if human is not None and human > gain.before
+            else None
+        ),
         "seeds": [run.seed for run, _ in runs],
         "finals": [round(r["final"]["test_accuracy"], 4) for _, r in runs],  # seed by seed
         "n": gain.n,
         "tokens": round(sum(r["usage"]["tokens_used"] for _, r in runs) / len(runs)),
         "seconds": round(sum(r["wall_seconds"] for _, r in runs) / len(runs)),
-        "command": f"fedtextgrad sweep {SWEEP} --out runs/learning --only '{variant}__name={task}__*'",
+        "command": f"{COMMANDS[task]} --only '{variant}__name={task}__*'",
     }
 
 
@@ -130,7 +146,7 @@ def main() -> None:
     for task in tasks:
         run, _ = next(runs[0] for (t, _), runs in groups.items() if t == task)
         scores = asyncio.run(human_scores(run.config))
-        humans[task] = sum(scores) / len(scores)
+        humans[task] = None if scores is None else sum(scores) / len(scores)
     rows = [
         row(task, variant, groups[task, variant], humans[task])
         for task in tasks
@@ -148,11 +164,12 @@ def main() -> None:
         finals = ", ".join(f"{f:.2f}" for f in r["finals"])
         print(
             f"| {r['task']} | {r['method']} | {r['setting']} | {r['initial']:.2f} | "
-            f"{r['human']:.2f} | {r['final']:.2f} ({finals}) | {pct(r['diff'])} "
+            f"{'—' if r['human'] is None else format(r['human'], '.2f')} | {r['final']:.2f} ({finals}) | {pct(r['diff'])} "
             f"({pct(r['low'])}..{pct(r['high'])}) | {share} | {r['tokens']:,} | {r['seconds']} |"
         )
     print()
-    for scope in [[task] for task in tasks] + ([tasks] if len(tasks) > 1 else []):
+    induction = [task for task in tasks if humans[task] is not None]  # the methods compared
+    for scope in [[task] for task in tasks] + ([induction] if len(induction) > 1 else []):
         for base, other, what in (
             ("paper", "ours", "ours - paper"),
             ("ours_centralized", "ours", "federated - centralized"),
@@ -166,7 +183,7 @@ def main() -> None:
     if shares:
         print(f"ours recovers {100 * sum(shares) / len(shares):.0f}% of the human gain on average")
     for r in ours:
-        if r["human"] - r["initial"] >= HEADROOM:
+        if r["human"] is not None and r["human"] - r["initial"] >= HEADROOM:
             print(
                 f"{r['task']}: lower bound {pct(r['low'])} pts {'> 0' if r['low'] > 0 else '<= 0'}"
             )
