@@ -141,7 +141,7 @@ def specific_tokens(
     """Tokens of `sources` (example inputs and targets) that identify them: numbers of two or
     more digits, names (capitalized, not common English), and rare words (Zipf < common_zipf) —
     leaving out every token of the `known` texts. Returns token key -> category."""
-    seen = {token_key(t) for source in known for t in tokens(source)}
+    seen = vocabulary(tuple(known))
     found: dict[str, str] = {}
     for source in sources:
         for token, initial in _with_position(source):
@@ -152,6 +152,13 @@ def specific_tokens(
             if category:
                 found[key] = category
     return found
+
+
+@lru_cache(maxsize=16)
+def vocabulary(texts: tuple[str, ...]) -> frozenset[str]:
+    """The token keys of `texts`. Cached: every client's profile leaves out the same public
+    texts (the initial prompt, the server's validation and test examples), tokenized once."""
+    return frozenset(token_key(t) for source in texts for t in tokens(source))
 
 
 def _with_position(source: str) -> list[tuple[Token, bool]]:
