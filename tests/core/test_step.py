@@ -22,6 +22,7 @@ from fedtextgrad.textgrad import (
     tidy,
     update,
 )
+from fedtextgrad.textgrad import step as step_module
 
 TASK = load_task("bbh_object_counting", train_size=9, val_size=6, test_size=3)
 OBJECTIVE = Objective.of(TASK)
@@ -345,3 +346,15 @@ def test_the_fakes_tell_every_template_apart():
     for name, template in used.items():
         holders = [other for other, text in used.items() if made_from(text, template)]
         assert holders == [name], f"{name}'s fixed part is also in {holders}"
+
+
+def test_an_induced_prompt_that_pastes_the_request_keeps_only_its_instruction():
+    """Seen in a findings run: the 1.5B model answered the induction request with its own
+    lines, the listed rules inline and a "System prompt:" heading in front."""
+    echoes = step_module.echoes_of(templates.INDUCE, ["Keep it under 183 words."])
+    pasted = (
+        "System prompt: A language model was given each input below and should have replied "
+        "with the expected output. The instruction is to convert every input into its plural "
+        "form. Rules: - Keep it under 183 words. - The last sentence must be exactly:"
+    )
+    assert tidy(pasted, echoes) == "The instruction is to convert every input into its plural form."

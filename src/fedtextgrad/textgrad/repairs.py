@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from fedtextgrad import text
 
+_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
+_HEADING = re.compile(r"^[a-z][a-z ]{0,30}:\s+")  # lowercase: matched on normalized text
 _LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
 _FORMAT_NGRAM = 5  # a sentence sharing this many consecutive words with the format restates it
 
@@ -75,7 +77,8 @@ def tidy(prompt: str, echoes: Sequence[str] = ()) -> str:
 
     def first_time(sentence: str) -> bool:
         key = normalize(sentence)
-        new = bool(key) and key not in seen
+        bare = normalize(_HEADING.sub("", key))  # "Rules: - X" and "System prompt: X" copy X
+        new = bool(key) and key not in seen and bare not in seen
         seen.add(key)
         return new
 
@@ -134,5 +137,5 @@ def _is_heading(line: str) -> bool:
 
 
 def normalize(sentence: str) -> str:
-    """Case, spacing and end punctuation do not make a sentence new."""
-    return " ".join(sentence.lower().split()).rstrip(".:;!")
+    """Case, spacing, a list marker and end punctuation do not make a sentence new."""
+    return _MARKER.sub("", " ".join(sentence.lower().split())).rstrip(".:;!")

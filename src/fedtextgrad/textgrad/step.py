@@ -233,8 +233,16 @@ def update_request(
         rules=templates.rules_block(listed, objective.answer_format),
     )
     diagnoses = [line for text in (gradient, *memory) for line in text.splitlines()]
-    echoes = [*listed, templates.FORMAT_RULE, *filter(_DIAGNOSIS.match, diagnoses)]
+    echoes = [*echoes_of(templates.UPDATE, listed), *filter(_DIAGNOSIS.match, diagnoses)]
     return _update_messages(request), echoes
+
+
+def echoes_of(template: str, listed: Sequence[str]) -> list[str]:
+    """What a reply may copy from a request made of `template` instead of writing a prompt: its
+    listed rules, the format rule, and the template's own sentences (lines of four or more words
+    with no placeholder)."""
+    own = [line for line in template.splitlines() if "{" not in line and len(line.split()) >= 4]
+    return [*listed, templates.FORMAT_RULE, *own]
 
 
 def _listed_rules(prompt: str, rules: Sequence[str], max_chars: int) -> list[str]:
@@ -271,7 +279,7 @@ async def induce(
         pairs=pairs,
         rules=templates.rules_block(listed, objective.answer_format),
     )
-    echoes = [*listed, templates.FORMAT_RULE]
+    echoes = echoes_of(templates.INDUCE, listed)
     return await rewrite(
         llm,
         _update_messages(request),
