@@ -94,7 +94,8 @@ def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
                 global_scores = [last["test_scores"][i] for i in mine]
                 per_task[task].append((scores, global_scores))
                 local_acc = sum(scores) / len(scores)
-                retention[task].append(last["test_by_task"][task] / local_acc if local_acc else 1.0)
+                if local_acc:  # a client that learned nothing has nothing to retain
+                    retention[task].append(last["test_by_task"][task] / local_acc)
         for task, pairs in per_task.items():
             gap = pooled(pairs)
             rows.append(
@@ -106,7 +107,7 @@ def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
                     "task": task,
                     "local": round(gap.before, 4),
                     "global": round(gap.after, 4),
-                    "retention": round(_mean(retention[task]), 3),
+                    "retention": round(_mean(retention[task]), 3) if retention[task] else None,
                     "retention_ci": _t_interval(retention[task]),
                     **_shared(members, gap),
                 }
