@@ -16,6 +16,7 @@ import asyncio
 import json
 import shutil
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 from fedtextgrad.config import ExperimentConfig
@@ -49,11 +50,17 @@ def complete_runs(runs_dir: Path) -> dict[tuple[str, str], list[tuple[SweepRun, 
             if run.status(runs_dir) == "complete":
                 results = json.loads((runs_dir / run.name / "results.json").read_text())
                 groups[run.config.task.name, run.label["variant"]].append((run, results))
-                COMMANDS[run.config.task.name] = f"fedtextgrad sweep {sweep} --out runs/learning"
     return groups
 
 
-COMMANDS: dict[str, str] = {}  # task -> the sweep command that runs it (complete_runs fills it)
+@cache
+def sweep_file(task: str) -> Path:
+    """The sweep file that runs `task`."""
+    return next(
+        sweep
+        for sweep in SWEEPS
+        if any(run.config.task.name == task for run in load_sweep(ROOT / sweep).runs)
+    )
 
 
 async def human_scores(config: ExperimentConfig) -> list[float] | None:
@@ -105,7 +112,10 @@ def row(task: str, variant: str, runs: list[tuple[SweepRun, dict]], human: float
         "n": gain.n,
         "tokens": round(sum(r["usage"]["tokens_used"] for _, r in runs) / len(runs)),
         "seconds": round(sum(r["wall_seconds"] for _, r in runs) / len(runs)),
-        "command": f"{COMMANDS[task]} --only '{variant}__name={task}__*'",
+        "command": (
+            f"fedtextgrad sweep {sweep_file(task)} --out runs/learning "
+            f"--only '{variant}__name={task}__*'"
+        ),
     }
 
 

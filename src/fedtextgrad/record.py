@@ -192,12 +192,8 @@ def read_run(data: object) -> Run:
 
 def dump_run(run: Run) -> str:
     """results.json's text: validated, with exactly the fields the run set."""
-    return (
-        read_run(run.model_dump(mode="json", exclude_unset=True)).model_dump_json(
-            indent=2, exclude_unset=True
-        )
-        + "\n"
-    )
+    checked = read_run(run.model_dump(mode="json", exclude_unset=True))  # assignments too
+    return checked.model_dump_json(indent=2, exclude_unset=True) + "\n"
 
 
 def first_problem(error: ValidationError) -> str:
