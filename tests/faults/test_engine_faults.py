@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,27 @@ def test_an_odd_but_valid_reply_is_used_as_it_is(server, fault):
     llm = engine_for(server)
     assert ask(llm) == "Let me count.\nAnswer: 3"
     assert llm.usage.total().retries == 0 and llm.usage.total().errors == 0
+
+
+def test_a_fan_out_as_wide_as_the_concurrency_reuses_its_connections():
+    def slow(messages) -> str:  # every call of a fan-out in flight together
+        time.sleep(0.3)
+        return "Answer: 3"
+
+    async def fan_out(llm) -> None:
+        await asyncio.gather(
+            *(llm.ask(f"q{i}", purpose="forward", max_tokens=4) for i in range(150))
+        )
+
+    async def main(llm) -> None:
+        try:
+            await fan_out(llm)
+            await fan_out(llm)
+        finally:
+            await llm.aclose()
+
+    with FaultServer(slow) as server:
+        asyncio.run(main(engine_for(server, concurrency=150)))
+        connections = {seen.connection for seen in server.requests}
+    # The SDK's default pool keeps 100 alive: 50 would reconnect on the second fan-out.
+    assert len(server.requests) == 300 and len(connections) == 150

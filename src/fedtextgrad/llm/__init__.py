@@ -66,13 +66,14 @@ def open_engine(
         from fedtextgrad.llm.openai_backend import OpenAIBackend
 
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        concurrency = settings.concurrency or 64  # remote servers batch; see BENCHMARKS.md
         backend = OpenAIBackend(
             name,
             base_url=settings.base_url or _env_base_url(),
             api_key=api_key or os.environ.get("OPENAI_API_KEY"),
             timeout=settings.timeout,
+            connections=concurrency,
         )
-        concurrency = settings.concurrency or 64  # remote servers batch; see BENCHMARKS.md
     else:
         raise EngineError(f"unknown engine kind '{kind}' in '{spec}': {SPEC_HELP}")
     return LLM(

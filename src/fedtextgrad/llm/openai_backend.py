@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import openai
 
 from fedtextgrad.llm.base import (
@@ -19,11 +20,26 @@ from fedtextgrad.redaction import redact, register
 
 
 class OpenAIBackend:
-    def __init__(self, model: str, *, base_url: str | None, api_key: str | None, timeout: float):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        timeout: float,
+        connections: int = 100,
+    ):
         self.model = model
+        # A connection kept open for every call in flight: with the SDK's 100, a wider fan-out
+        # opens and closes one per call (30% of a 1000-client round's time, BENCHMARKS.md).
+        pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         # The SDK's own retries are off: the LLM wrapper retries, counts and reports them.
         self.client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=timeout,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(limits=pool),
         )
         self.identity = f"openai:{model}@{self.client.base_url}"
         register(api_key)  # never echoed: replies and error messages are redacted of it

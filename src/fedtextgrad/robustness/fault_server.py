@@ -63,6 +63,12 @@ class Seen:
     headers: dict[str, str]  # names lower-cased
     body: dict | None
     fault: str | None
+    connection: int = 0  # the client's port: requests on one connection share it
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # a fan-out connects at once, as to a real endpoint (default 5)
 
 
 class FaultServer:
@@ -122,8 +128,7 @@ class FaultServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -182,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {k.lower(): v for k, v in self.headers.items()},
                 body,
                 fault,
+                self.client_address[1],
             )
         )
         if fault in _ERRORS:
