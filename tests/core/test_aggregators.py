@@ -188,5 +188,33 @@ def test_retain_puts_back_what_the_merge_dropped_for_a_client(objective):
     merged = retain_with(objective, "Write the plural. Give the opposite. Be concise.")
     assert merged["lost"] == ["sum"] and merged["kept"] == "repaired merge"
     body = objective.without_format(merged["prompt"]).strip()
-    assert body == "Write the plural. Give the opposite. Be concise. Add the two numbers."
+    assert body == "Write the plural. Give the opposite. Be concise.\nAdd the two numbers."
     assert merged["retention"] == {"merge": 0.0, "repaired merge": 1.0, "concatenation": 1.0}
+
+
+def test_retain_asks_for_a_routed_merge_within_half_again_the_longest_upload():
+    objective = Objective.of(load_task("ii_sum", train_size=3, val_size=1, test_size=1))
+    fmt = objective.answer_format
+    ups = [Upload(0, f"Write the plural of the word.\n{fmt}", 3), Upload(1, f"Add them.\n{fmt}", 3)]
+    asked = []
+
+    def reply(messages) -> str:
+        asked.append(messages[-1]["content"])
+        return "<MERGED_PROMPT>If the input is a word: write its plural.</MERGED_PROMPT>"
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        return {"t": 1.0}
+
+    context = AggregationContext(
+        objective, scripted_engine(reply), PREVIOUS, validate_tasks=validate_tasks
+    )
+    result = asyncio.run(aggregate("retain", ups, context))
+    assert "If the input is two numbers:" in asked[0] and "at most 9 words" in asked[0]
+    assert result.prompt.startswith("If the input is a word: write its plural.")
+    assert result.info["lost"] == []
+
+
+def test_a_repaired_routed_merge_keeps_its_paragraphs(objective):
+    merged = retain_with(objective, "Write the plural.\nGive the opposite.")
+    body = objective.without_format(merged["prompt"]).strip()
+    assert body.splitlines() == ["Write the plural.", "Give the opposite.", "Add the two numbers."]

@@ -36,6 +36,18 @@ prompt. Give each essential instruction its own short, clear sentence; avoid den
 pack several rules together, and avoid filler that carries no information. Keep the essential \
 information of every client rather than summarizing it away."""
 
+# `retain`: one prompt must serve clients whose data differ (the heterogeneous setting). Concatenated
+# instructions make a small model follow one of them (issue 31: 1.5B answering, the human
+# instructions of three tasks concatenated: 0.97 -> 0.00 on two); each behind the form of input it
+# is for ("If the input is two numbers: ..."), it keeps 88-94% of each.
+ROUTE_PRINCIPLE = """\
+- The clients may have worked on different kinds of input. Where their prompts are for different \
+kinds, give each kind its own short paragraph that starts with how to recognize that input (for \
+example "If the input is two numbers:") followed by what to do with it. Instructions for every \
+input come first, without a condition.
+- Keep it short: at most {words} words in all. Keep every instruction; drop explanations, \
+restatements and examples."""
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -88,6 +100,13 @@ async def uid_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> A
     return await _merge(uploads, ctx, principle=UID_PRINCIPLE)
 
 
+async def routed_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
+    """A merge that routes each kind of input to its client's instructions, in at most 1.5x the
+    longest upload's words."""
+    longest = max(len(ctx.objective.without_format(u.prompt).split()) for u in uploads)
+    return await _merge(uploads, ctx, principle=ROUTE_PRINCIPLE.format(words=longest * 3 // 2))
+
+
 async def select(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
     """Ours: score every distinct upload and the UID merge on the server's validation data and
     keep the best (ties go to the shorter prompt). It costs one evaluation per candidate and
@@ -105,14 +124,14 @@ RETAIN_MARGIN = 0.05  # `retain`: what a merge may lose on a task against that t
 
 
 async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
-    """Ours: a UID merge that keeps what each client learned. The merge and every upload are
+    """Ours: a routed merge that keeps what each client learned. The merge and every upload are
     scored task by task on the server's validation data; on each task where the merge falls
     behind the best upload by more than RETAIN_MARGIN, that upload's sentences the merge dropped
     are put back. Of the merge, the repaired merge and the concatenation, the kept one loses
     least on its worst task (retention: its accuracy over the best upload's), then is shortest."""
     if ctx.validate_tasks is None:
         raise ValueError("the retain aggregator needs server validation data")
-    merged = await uid_summarize(uploads, ctx)
+    merged = await routed_summarize(uploads, ctx)
     distinct = list(dict.fromkeys(u.prompt for u in uploads))
     scored = list(dict.fromkeys([*distinct, merged.prompt]))  # a fallback merge is an upload
     scores = dict(zip(scored, await _by_task(ctx, scored), strict=True))
@@ -147,14 +166,19 @@ async def _by_task(ctx: AggregationContext, prompts: list[str]) -> list[dict[str
 
 
 def _put_back(merged: str, uploads: list[str], objective: Objective) -> str:
-    """The merge with each upload's sentences that it has no near copy of, before the format."""
+    """The merge, then a line per upload with its sentences the merge has no near copy of (the
+    merge's own lines kept: a routed merge's paragraphs are its structure), then the format."""
     body = objective.without_format(merged).strip()
     kept = text.split_sentences(body)
+    lines = [body]
     for upload in dict.fromkeys(uploads):
+        missing = []
         for sentence in text.split_sentences(objective.without_format(upload)):
             if not text.near_copy(sentence, kept):
                 kept.append(sentence)
-    return f"{' '.join(kept)}\n{objective.answer_format}"
+                missing.append(sentence)
+        lines += [" ".join(missing)] if missing else []
+    return "\n".join([*lines, objective.answer_format])
 
 
 Aggregator = Callable[[Sequence[Upload], AggregationContext], Awaitable[Aggregate]]
