@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -148,15 +148,21 @@ def experiment_config(
     test: int,
     concurrency: int | None,
     train_size: int | None = None,
-    task: str = "bbh_object_counting",
+    tasks: Sequence[str] = ("bbh_object_counting",),
+    aggregation: str = "uid_summarize",
 ) -> dict:
-    """The benchmark experiment against the latency server: cache off, one engine for all roles."""
+    """The benchmark experiment against the latency server: cache off, one engine for all roles.
+    Several tasks make it heterogeneous: one task per client."""
+    task: dict = {"name": tasks[0]} if len(tasks) == 1 else {"names": list(tasks)}
+    federation = {"clients": clients, "rounds": rounds, "aggregation": aggregation}
+    if len(tasks) > 1:
+        federation["partition"] = "by_task"
     return {
         "seed": 0,
         "engines": {"forward": "openai:bench"},
-        "task": {"name": task, "train_size": train_size},
+        "task": task | {"train_size": train_size},
         "train": {"batch_size": batch, "local_steps": steps, "gate": "batch"},
-        "federation": {"clients": clients, "rounds": rounds, "aggregation": "uid_summarize"},
+        "federation": federation,
         "eval": {"val_size": val, "test_size": test},
         "llm": {
             "base_url": f"{base_url}/v1",

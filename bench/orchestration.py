@@ -9,7 +9,12 @@ bound on wall time. The experiment is run three times: with enough concurrency f
 fan-out, with the openai engine's default concurrency, and with concurrency 1 (the paper's
 sequential schedule).
 
+`--shape heterogeneous` runs the paper's heterogeneous experiment instead: 3 clients, one
+generated BBH task each (object counting, multistep arithmetic, word sorting), 2 rounds x 3
+local steps, batch 3, `summarize`, validation and test 100.
+
     .venv/bin/python bench/orchestration.py            # about 8 minutes, most of it sequential
+    .venv/bin/python bench/orchestration.py --shape heterogeneous
     .venv/bin/python bench/orchestration.py --quick    # seconds
 """
 
@@ -37,6 +42,21 @@ from fedtextgrad.config import apply_override
 
 STANDARD = dict(clients=10, rounds=3, steps=3, batch=3, val=50, test=100)
 QUICK = dict(clients=3, rounds=1, steps=1, batch=2, val=4, test=4)
+BBH_THREE = ("bbh_object_counting", "bbh_multistep_arithmetic_two", "bbh_word_sorting")
+HETEROGENEOUS = dict(
+    clients=3,
+    rounds=2,
+    steps=3,
+    batch=3,
+    val=100,
+    test=100,
+    tasks=BBH_THREE,
+    aggregation="summarize",
+)
+SHAPES = {  # --shape -> (full sizes, --quick sizes)
+    "standard": (STANDARD, QUICK),
+    "heterogeneous": (HETEROGENEOUS, QUICK | dict(tasks=BBH_THREE, aggregation="summarize")),
+}
 
 
 def measure(server, config: dict, work: Path) -> dict:
@@ -67,6 +87,7 @@ def measure(server, config: dict, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=SHAPES, default="standard", help="the experiment")
     parser.add_argument("--quick", action="store_true", help="small sizes (3 clients, 1 round)")
     parser.add_argument("--fixed", type=float, help="seconds per call (default 0.2; quick 0.02)")
     parser.add_argument("--per-token", type=float, help="seconds per output token (0.005; 0)")
@@ -80,9 +101,13 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], help="config override, e.g. privacy.audit=false"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "orchestration.json")
+    parser.add_argument(
+        "--out", type=Path, help="default: bench/results/orchestration[_SHAPE].json"
+    )
     args = parser.parse_args()
-    sizes = QUICK if args.quick else STANDARD
+    sizes = SHAPES[args.shape][args.quick]
+    suffix = "" if args.shape == "standard" else f"_{args.shape}"
+    out = args.out or RESULTS_DIR / f"orchestration{suffix}.json"
     fixed = args.fixed if args.fixed is not None else (0.02 if args.quick else 0.2)
     per_token = args.per_token if args.per_token is not None else (0.0 if args.quick else 0.005)
     limits = {"parallel": args.concurrency, "default": None, "sequential": 1}
@@ -120,7 +145,13 @@ def main() -> None:
     report = {
         "benchmark": "orchestration",
         "quick": args.quick,
-        "experiment": {**sizes, "task": "bbh_object_counting (generated)", "cache": False},
+        "shape": args.shape,
+        "experiment": {
+            "tasks": ["bbh_object_counting"],
+            **sizes,
+            "generated": True,
+            "cache": False,
+        },
         "overrides": args.set,
         "latency": {"fixed_seconds": fixed, "per_token_seconds": per_token},
         "machine": before,
@@ -135,7 +166,7 @@ def main() -> None:
     }
     if speedup:
         print(f"speed-up over the sequential schedule: {speedup:.1f}x")
-    write_json(args.out, report)
+    write_json(out, report)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def config_for(url: str, clients: int, task: Path, overrides: list[str]) -> dict
         test=TEST,
         concurrency=4 * clients + 64,  # never the limit: the round's widest fan-out is N
         train_size=EXAMPLES_PER_CLIENT * clients,
-        task=str(task),
+        tasks=(str(task),),
     )
     for override in overrides:
         apply_override(config, override)

@@ -107,14 +107,14 @@ def test_critical_path_follows_the_dependency_structure():
     assert path["untagged_calls"] == 0
 
 
-def test_quick_orchestration_benchmark_runs_and_writes_json(tmp_path):
+@pytest.mark.parametrize("shape", ["standard", "heterogeneous"])
+def test_quick_orchestration_benchmark_runs_and_writes_json(tmp_path, shape):
     out = tmp_path / "orchestration.json"
-    subprocess.run(
-        [sys.executable, str(BENCH / "orchestration.py"), "--quick", "--out", str(out)],
-        check=True,
-        timeout=600,
-    )
+    command = [sys.executable, str(BENCH / "orchestration.py"), "--quick", "--shape", shape]
+    subprocess.run([*command, "--out", str(out)], check=True, timeout=600)
     report = json.loads(out.read_text())
+    assert report["shape"] == shape
+    assert len(report["experiment"]["tasks"]) == (3 if shape == "heterogeneous" else 1)
     parallel, sequential = report["runs"]["parallel"], report["runs"]["sequential"]
     for run in (parallel, sequential):
         assert run["critical_path"]["untagged_calls"] == 0
