@@ -163,58 +163,83 @@ RULES = {
 }
 
 
-def retain_with(objective: Objective, merged_body: str) -> dict:
+def careful(rule: str) -> str:
+    """An upload's explanation: what a merge may drop."""
+    return f"Think carefully about how to {rule.lower()}"
+
+
+def retain_with(objective: Objective, routed: dict[str, str]) -> dict:
     """Three clients, each holding one task's rule; a task is solved iff its rule is in the
-    prompt. The merge reply is `merged_body`."""
+    prompt. Each client's upload comes back routed as `routed[task]`."""
     fmt = objective.answer_format
-    ups = [Upload(i, f"{rule}\n{fmt}", 3) for i, rule in enumerate(RULES.values())]
-    llm = scripted_engine(lambda messages: f"<MERGED_PROMPT>{merged_body}</MERGED_PROMPT>")
+    ups = [Upload(i, f"{rule} {careful(rule)}\n{fmt}", 3) for i, rule in enumerate(RULES.values())]
+
+    def reply(messages) -> str:
+        task = next(t for t, rule in RULES.items() if rule in messages[-1]["content"])
+        return f"<ROUTED>{routed[task]}</ROUTED>"
 
     async def validate_tasks(prompt: str) -> dict[str, float]:
         return {task: float(rule in prompt) for task, rule in RULES.items()}
-
-    context = AggregationContext(objective, llm, PREVIOUS, validate_tasks=validate_tasks)
-    result = asyncio.run(aggregate("retain", ups, context))
-    return {"prompt": result.prompt, **result.info}
-
-
-def test_retain_keeps_a_merge_that_loses_no_task(objective):
-    merged = retain_with(objective, " ".join(RULES.values()))
-    assert merged["lost"] == [] and "kept" not in merged
-    assert merged["prompt"].startswith("Write the plural. Add the two numbers.")
-
-
-def test_retain_puts_back_what_the_merge_dropped_for_a_client(objective):
-    merged = retain_with(objective, "Write the plural. Give the opposite. Be concise.")
-    assert merged["lost"] == ["sum"] and merged["kept"] == "repaired merge"
-    body = objective.without_format(merged["prompt"]).strip()
-    assert body == "Write the plural. Give the opposite. Be concise.\nAdd the two numbers."
-    assert merged["retention"] == {"merge": 0.0, "repaired merge": 1.0, "concatenation": 1.0}
-
-
-def test_retain_asks_for_a_routed_merge_within_half_again_the_longest_upload():
-    objective = Objective.of(load_task("ii_sum", train_size=3, val_size=1, test_size=1))
-    fmt = objective.answer_format
-    ups = [Upload(0, f"Write the plural of the word.\n{fmt}", 3), Upload(1, f"Add them.\n{fmt}", 3)]
-    asked = []
-
-    def reply(messages) -> str:
-        asked.append(messages[-1]["content"])
-        return "<MERGED_PROMPT>If the input is a word: write its plural.</MERGED_PROMPT>"
-
-    async def validate_tasks(prompt: str) -> dict[str, float]:
-        return {"t": 1.0}
 
     context = AggregationContext(
         objective, scripted_engine(reply), PREVIOUS, validate_tasks=validate_tasks
     )
     result = asyncio.run(aggregate("retain", ups, context))
-    assert "If the input is two numbers:" in asked[0] and "at most 9 words" in asked[0]
-    assert result.prompt.startswith("If the input is a word: write its plural.")
-    assert result.info["lost"] == []
+    return {"prompt": result.prompt, **result.info}
 
 
-def test_a_repaired_routed_merge_keeps_its_paragraphs(objective):
-    merged = retain_with(objective, "Write the plural.\nGive the opposite.")
+def test_retain_keeps_a_routed_merge_that_loses_no_task(objective):
+    routed = {task: f"If the input is for {task}: {rule}" for task, rule in RULES.items()}
+    merged = retain_with(objective, routed)
+    assert merged["lost"] == [] and "kept" not in merged
+    assert merged["prompt"] == "\n".join([*routed.values(), objective.answer_format])
+    assert merged["merge"] == {"merged": 3, "routed": 3}
+
+
+def test_retain_puts_back_what_the_merge_dropped_for_a_client_below_its_paragraphs(objective):
+    merged = retain_with(objective, RULES | {"sum": "Sum them."})
+    assert merged["lost"] == ["sum"] and merged["kept"] == "repaired merge"
     body = objective.without_format(merged["prompt"]).strip()
-    assert body.splitlines() == ["Write the plural.", "Give the opposite.", "Add the two numbers."]
+    assert body.splitlines() == [
+        "Write the plural.",
+        "Sum them.",
+        "Give the opposite.",
+        f"Add the two numbers. {careful(RULES['sum'])}",
+    ]
+    assert merged["retention"] == {"merge": 0.0, "repaired merge": 1.0, "concatenation": 1.0}
+
+
+def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words(objective):
+    fmt = objective.answer_format
+    bodies = [
+        f"Write the plural of the word. {careful('write it')}",
+        "Add them.",
+        "Give the opposite.",
+    ]
+    asked = []
+
+    def reply(messages) -> str:
+        request = messages[-1]["content"]
+        asked.append(request)
+        if bodies[0] in request:
+            return "If the input is a word: write its plural."  # no tags: taken whole
+        if bodies[1] in request:
+            return "<ROUTED>If the input is two numbers: add them.</ROUTED>"
+        return "<ROUTED>If the input is a wo"  # cut off: the upload is kept as it is
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        return {"t": 1.0}
+
+    ups = [Upload(i, f"{body}\n{fmt}", 3) for i, body in enumerate(bodies)]
+    context = AggregationContext(
+        objective, scripted_engine(reply), PREVIOUS, validate_tasks=validate_tasks
+    )
+    result = asyncio.run(aggregate("retain", ups, context))
+    assert len(asked) == 3 and all("at most 12 words" in request for request in asked)
+    assert result.prompt.splitlines() == [
+        "If the input is a word: write its plural.",
+        "If the input is two numbers: add them.",
+        "Give the opposite.",
+        fmt,
+    ]
+    assert result.info["merge"]["routed"] == 2 and result.info["lost"] == []

@@ -39,14 +39,22 @@ information of every client rather than summarizing it away."""
 # `retain`: one prompt must serve clients whose data differ (the heterogeneous setting). Concatenated
 # instructions make a small model follow one of them (issue 31: 1.5B answering, the human
 # instructions of three tasks concatenated: 0.97 -> 0.00 on two); each behind the form of input it
-# is for ("If the input is two numbers: ..."), it keeps 88-94% of each.
-ROUTE_PRINCIPLE = """\
-- The clients may have worked on different kinds of input. Where their prompts are for different \
-kinds, give each kind its own short paragraph that starts with how to recognize that input (for \
-example "If the input is two numbers:") followed by what to do with it. Instructions for every \
-input come first, without a condition.
-- Keep it short: at most {words} words in all. Keep every instruction; drop explanations, \
-restatements and examples."""
+# is for ("If the input is two numbers: ..."), it keeps 88-94% of each. Asked to route several
+# prompts at once, the 1.5B model kept one and dropped the rest: so each is routed on its own.
+ROUTE = """\
+A client improved this system prompt for a language model ({role}) on its own data:
+
+<CLIENT_PROMPT>
+{prompt}
+</CLIENT_PROMPT>
+
+Other clients' data may look different, so the prompt will be one paragraph among several. Rewrite \
+it as ONE paragraph of at most {words} words that begins "If the input is <what the inputs this \
+prompt is for look like>:" and then says what to do with such an input. Keep every instruction; \
+drop explanations, restatements and examples. Do not state an answer format. If the prompt is \
+not about any particular kind of input, reply with it unchanged.
+
+Reply with the paragraph only, between <ROUTED> and </ROUTED>."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +109,28 @@ async def uid_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> A
 
 
 async def routed_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
-    """A merge that routes each kind of input to its client's instructions, in at most 1.5x the
-    longest upload's words."""
-    longest = max(len(ctx.objective.without_format(u.prompt).split()) for u in uploads)
-    return await _merge(uploads, ctx, principle=ROUTE_PRINCIPLE.format(words=longest * 3 // 2))
+    """A paragraph per distinct upload, each starting with the input it is for, together at most
+    1.5x the longest upload's words. An upload whose paragraph comes back cut off or empty is
+    kept as it is."""
+    bodies = list(dict.fromkeys(ctx.objective.without_format(u.prompt).strip() for u in uploads))
+    words = max(len(body.split()) for body in bodies) * 3 // 2 // len(bodies)
+
+    async def route(body: str) -> str:
+        limit = max(words, 12)
+        request = ROUTE.format(role=ctx.objective.role, prompt=body, words=limit)
+        # Room for the paragraph and its tags, not for a reply that repeats itself.
+        message = {"role": "user", "content": request}
+        reply = await ctx.llm.chat([message], purpose="aggregation", max_tokens=3 * limit + 32)
+        span, truncated = repairs.last_tagged(reply.text, "ROUTED")
+        if span is None and "<ROUTED>" not in reply.text:  # small models often leave tags out
+            span, truncated = reply.text.strip(), reply.finish_reason == "length"
+        paragraph = repairs.tidy(ctx.objective.without_format(span)) if span else ""
+        return " ".join(paragraph.split()) if paragraph and not truncated else body
+
+    paragraphs = await asyncio.gather(*(route(body) for body in bodies))
+    routed = sum(p != b for p, b in zip(paragraphs, bodies, strict=True))
+    prompt = "\n".join([*paragraphs, ctx.objective.answer_format])
+    return Aggregate(prompt, {"merged": len(bodies), "routed": routed})
 
 
 async def select(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
@@ -144,7 +170,7 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     options = {
         "merge": merged.prompt,
         "repaired merge": _put_back(merged.prompt, owners, ctx.objective),
-        "concatenation": (await concat(uploads, ctx)).prompt,
+        "concatenation": _put_back("", distinct, ctx.objective),  # the format once
     }
     options = {k: p for k, p in options.items() if len(p) <= ctx.max_chars}
     if not options:  # all over the cap: `aggregate` falls back, as for any merge too long
@@ -170,7 +196,7 @@ def _put_back(merged: str, uploads: list[str], objective: Objective) -> str:
     merge's own lines kept: a routed merge's paragraphs are its structure), then the format."""
     body = objective.without_format(merged).strip()
     kept = text.split_sentences(body)
-    lines = [body]
+    lines = [body] if body else []
     for upload in dict.fromkeys(uploads):
         missing = []
         for sentence in text.split_sentences(objective.without_format(upload)):
