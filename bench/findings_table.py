@@ -31,7 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "configs" / "sweeps" / "measured"
 ARCHIVE = ROOT / "docs" / "results" / "findings_runs"
 QUESTIONS = {  # question -> (sweep file, runs directory, swept key)
-    "aggregation": ("findings_aggregation.toml", "findings_aggregation", "federation.aggregation"),
+    "aggregation": (
+        "findings_aggregation.toml",
+        "findings_aggregation_1.5b",  # the 1.5B model answering (the sweep file says why)
+        "federation.aggregation",
+    ),
     "local_steps": ("findings_local_steps.toml", "findings_k", "train.local_steps"),
     "clients": ("findings_clients.toml", "findings_clients", "federation.clients"),
 }
