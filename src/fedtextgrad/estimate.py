@@ -102,7 +102,9 @@ def _client_round(est, config, data, client: int, prompt: int, text: float, rate
 def _server_round(est, config, uploads: int, answer_chars: float, val: int) -> None:
     """answer_chars: a forward request's (the prompt and an example)."""
     fed, answer = config.federation, config.train.forward_max_tokens
-    if fed.aggregation != "concat":  # an LLM merge
+    if fed.aggregation == "retain":  # a routing request per upload: a short paragraph each
+        est.add("aggregation", uploads, REQUEST_CHARS + answer_chars, 128)
+    elif fed.aggregation != "concat":  # an LLM merge
         merge = REQUEST_CHARS + uploads * answer_chars
         est.add("aggregation", 1, merge, max(1024, round(merge / 3)))
     if fed.aggregation in ("select", "retain"):  # every upload and the merge, on validation

@@ -193,7 +193,7 @@ def test_retain_keeps_a_routed_merge_that_loses_no_task(objective):
     merged = retain_with(objective, routed)
     assert merged["lost"] == [] and "kept" not in merged
     assert merged["prompt"] == "\n".join([*routed.values(), objective.answer_format])
-    assert merged["merge"] == {"merged": 3, "routed": 3}
+    assert merged["merge"] == {"merged": 3, "paragraphs": 3}
 
 
 def test_retain_puts_back_what_the_merge_dropped_for_a_client_below_its_paragraphs(objective):
@@ -242,4 +242,31 @@ def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words(objective):
         "Give the opposite.",
         fmt,
     ]
-    assert result.info["merge"]["routed"] == 2 and result.info["lost"] == []
+    assert result.info["merge"]["paragraphs"] == 3 and result.info["lost"] == []
+
+
+def test_a_clients_edit_of_its_paragraph_wins_and_only_new_text_is_routed(objective):
+    # Round 2: both clients start from the routed global prompt.
+    fmt = objective.answer_format
+    plural, sums = "If the input is a word: write its plural.", "If the input is two numbers: add."
+    previous = f"{plural}\n{sums}\n{fmt}"
+    edited = "If the input is two numbers, add them and give the total only."
+    ups = [
+        Upload(0, f"{plural}\n{edited}\n{fmt}", 3),  # edited its own paragraph
+        Upload(1, f"{plural}\n{sums}\nKeep the irregular plurals.\n{fmt}", 3),  # a new rule
+    ]
+    asked = []
+
+    def reply(messages) -> str:
+        asked.append(messages[-1]["content"])
+        return "<ROUTED>If the input is a word: keep the irregular plurals.</ROUTED>"
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        return {"t": 1.0}
+
+    context = AggregationContext(
+        objective, scripted_engine(reply), previous, validate_tasks=validate_tasks
+    )
+    result = asyncio.run(aggregate("retain", ups, context))
+    assert len(asked) == 1 and "Keep the irregular plurals." in asked[0]
+    assert result.prompt.splitlines() == [f"{plural} Keep the irregular plurals.", edited, fmt]

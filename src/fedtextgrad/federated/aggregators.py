@@ -9,6 +9,7 @@ tags, duplicates kept by concatenation); otherwise they use our request below.""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -109,28 +110,59 @@ async def uid_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> A
 
 
 async def routed_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
-    """A paragraph per distinct upload, each starting with the input it is for, together at most
-    1.5x the longest upload's words. An upload whose paragraph comes back cut off or empty is
-    kept as it is."""
-    bodies = list(dict.fromkeys(ctx.objective.without_format(u.prompt).strip() for u in uploads))
-    words = max(len(body.split()) for body in bodies) * 3 // 2 // len(bodies)
+    """A paragraph per kind of input. The uploads' paragraphs that already begin with their input
+    ("If the input is ...") are kept, one per input: a client's edit wins over the copy the others
+    left as it was in the previous global prompt. The rest of each upload is rewritten into one
+    such paragraph, in its share of 1.5x the longest upload's words (kept as it is if the rewrite
+    comes back cut off or empty), and joins the paragraph for its input if there is one."""
+    objective = ctx.objective
+    bodies = list(dict.fromkeys(objective.without_format(u.prompt).strip() for u in uploads))
+    words = max(12, max(len(body.split()) for body in bodies) * 3 // 2 // len(bodies))
+    parts = [_paragraphs(body) for body in bodies]
+    previous = set(_paragraphs(objective.without_format(ctx.previous)))
+    slots: dict[str, str] = {}  # the input a paragraph is for (or the paragraph) -> paragraph
+    for paragraph in (p for paragraphs in parts for p in paragraphs if _condition(p)):
+        slot = _condition(paragraph)
+        if slot not in slots or slots[slot] in previous:
+            slots[slot] = paragraph
+    loose = [" ".join(p for p in paragraphs if not _condition(p)) for paragraphs in parts]
+    for paragraph in await asyncio.gather(*(_route(rest, words, ctx) for rest in loose if rest)):
+        slot = _condition(paragraph)
+        if slot in slots:
+            slots[slot] += " " + _instruction(paragraph)
+        else:
+            slots.setdefault(slot or paragraph, paragraph)
+    prompt = "\n".join([*slots.values(), objective.answer_format])
+    return Aggregate(prompt, {"merged": len(bodies), "paragraphs": len(slots)})
 
-    async def route(body: str) -> str:
-        limit = max(words, 12)
-        request = ROUTE.format(role=ctx.objective.role, prompt=body, words=limit)
-        # Room for the paragraph and its tags, not for a reply that repeats itself.
-        message = {"role": "user", "content": request}
-        reply = await ctx.llm.chat([message], purpose="aggregation", max_tokens=3 * limit + 32)
-        span, truncated = repairs.last_tagged(reply.text, "ROUTED")
-        if span is None and "<ROUTED>" not in reply.text:  # small models often leave tags out
-            span, truncated = reply.text.strip(), reply.finish_reason == "length"
-        paragraph = repairs.tidy(ctx.objective.without_format(span)) if span else ""
-        return " ".join(paragraph.split()) if paragraph and not truncated else body
 
-    paragraphs = await asyncio.gather(*(route(body) for body in bodies))
-    routed = sum(p != b for p, b in zip(paragraphs, bodies, strict=True))
-    prompt = "\n".join([*paragraphs, ctx.objective.answer_format])
-    return Aggregate(prompt, {"merged": len(bodies), "routed": routed})
+async def _route(text: str, words: int, ctx: AggregationContext) -> str:
+    """`text` as one paragraph that begins with the input it is for, or as it is."""
+    request = ROUTE.format(role=ctx.objective.role, prompt=text, words=words)
+    # Room for the paragraph and its tags, not for a reply that repeats itself.
+    message = {"role": "user", "content": request}
+    reply = await ctx.llm.chat([message], purpose="aggregation", max_tokens=3 * words + 32)
+    span, truncated = repairs.last_tagged(reply.text, "ROUTED")
+    if span is None and "<ROUTED>" not in reply.text:  # small models often leave the tags out
+        span, truncated = reply.text.strip(), reply.finish_reason == "length"
+    paragraph = repairs.tidy(ctx.objective.without_format(span)) if span else ""
+    return " ".join(paragraph.split()) if paragraph and not truncated else text
+
+
+def _paragraphs(body: str) -> list[str]:
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
+def _instruction(paragraph: str) -> str:
+    """A routed paragraph without its condition."""
+    rest = re.sub(r"^If the input is .+?[:,]\s*", "", paragraph, flags=re.IGNORECASE)
+    return rest[:1].upper() + rest[1:]
+
+
+def _condition(paragraph: str) -> str | None:
+    """The input a routed paragraph is for ("If the input is two numbers: ..." -> "two numbers")."""
+    found = re.match(r"If the input is (.+?)[:,]", paragraph, re.IGNORECASE)
+    return found.group(1).lower() if found else None
 
 
 async def select(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
