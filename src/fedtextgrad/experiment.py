@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,7 @@ from fedtextgrad.federated.prepare import Engines, FederatedData, prepare_data
 from fedtextgrad.federated.runtime import InProcessRuntime, Runtime
 from fedtextgrad.federated.server import EventSink, Server
 from fedtextgrad.federated.store import RunStore
+from fedtextgrad.privacy.audit import ClientProfile
 from fedtextgrad.privacy.guard import RecordingTrainer, instruction_rules, upload_guard
 from fedtextgrad.privacy.monitor import PrivacyMonitor, plant_canaries
 from fedtextgrad.record import Run, dump_run
@@ -57,10 +59,15 @@ class Results:
 
 
 def build_client(
-    config: ExperimentConfig, data: FederatedData, engines: Engines, client_id: int
+    config: ExperimentConfig,
+    data: FederatedData,
+    engines: Engines,
+    client_id: int,
+    profile: ClientProfile | None = None,
 ) -> Client:
     """One client as it runs in-process or on its SuperNode: a trainer on its own data (with the
-    privacy experiments' canaries), its upload guard, and in robustness experiments its attack."""
+    privacy experiments' canaries), its upload guard, and in robustness experiments its attack.
+    `profile`: its privacy profile if already built (in-process, the server's monitor has it)."""
     data = plant_canaries(config, data)
     trainer = RecordingTrainer(  # a LocalTrainer that remembers each step's prompt (audit)
         engines.forward,
@@ -72,13 +79,21 @@ def build_client(
         seed=f"{config.seed}/client{client_id}",
         extra_rules=[*config.train.update_rules, *instruction_rules(config.privacy)],
     )
-    guard = upload_guard(config, data, engines.feedback, client_id, trainer)
+    guard = upload_guard(config, data, engines.feedback, client_id, trainer, profile)
     fed = config.federation
     return as_attacker(Client(client_id, trainer, guard), fed.clients, fed.attackers, fed.attack)
 
 
-def build_clients(config: ExperimentConfig, data: FederatedData, engines: Engines) -> list[Client]:
-    return [build_client(config, data, engines, c) for c in range(len(data.client_train))]
+def build_clients(
+    config: ExperimentConfig,
+    data: FederatedData,
+    engines: Engines,
+    profiles: Sequence[ClientProfile] | None = None,
+) -> list[Client]:
+    return [
+        build_client(config, data, engines, c, profiles[c] if profiles else None)
+        for c in range(len(data.client_train))
+    ]
 
 
 def server_hooks(config: ExperimentConfig, data: FederatedData) -> list[ServerHook]:
@@ -114,11 +129,12 @@ async def run_async(
     own_engines = engines is None
     engines = engines or Engines.open(config)
     try:
-        if isinstance(runtime, str):
-            runtime = InProcessRuntime(
-                build_clients(config, data, engines), config.federation.round_timeout
-            )
         hooks = server_hooks(config, data)
+        if isinstance(runtime, str):  # the clients share the monitor's privacy profiles
+            monitors = [h for h in hooks if isinstance(h, PrivacyMonitor)]
+            profiles = monitors[0].profiles if monitors else None
+            clients = build_clients(config, data, engines, profiles)
+            runtime = InProcessRuntime(clients, config.federation.round_timeout)
         server = Server(config, data, engines, runtime, RunStore(out_dir), on_event, hooks)
         results = await server.run(resume=resume)
         if results.status == "complete":  # the run's own report.md and plot

@@ -190,3 +190,20 @@ def test_candidates_audits_every_prompt_the_optimizer_wrote(tmp_path):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert int(cells[2]) > 0 and int(cells[3]) > 0 and cells[5].startswith("0 / 0 (")
+
+
+def test_each_clients_profile_is_built_once_in_process(tmp_path, monkeypatch):
+    # The guard and the monitor audit against the same profile: one build per client, not two.
+    from fedtextgrad.privacy import monitor
+
+    built = []
+    original = monitor.build_profile
+
+    def counted(*args, **kwargs):
+        built.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(monitor, "build_profile", counted)
+    data, _ = run(tmp_path, sanitize="rules")
+    assert data["rounds"][0]["clients"][0]["privacy"]["audit"]  # the guard audited
+    assert len(built) == 2  # two clients

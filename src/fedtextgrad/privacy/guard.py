@@ -151,9 +151,11 @@ def instruction_rules(config: PrivacyConfig) -> tuple[str, ...]:
     return INSTRUCTION_RULES if config.instruction_defense else ()
 
 
-def upload_guard(experiment, data, llm: LLM, client: int, trainer: LocalTrainer):
+def upload_guard(
+    experiment, data, llm: LLM, client: int, trainer: LocalTrainer, profile: ClientProfile | None
+):
     """The client's upload guard, or None when no privacy feature is on. `data` must be the
-    clients' data as they hold it, canaries included."""
+    clients' data as they hold it, canaries included; `profile` is built from it if None."""
     from fedtextgrad.privacy.monitor import client_profile, planted_canaries
 
     pc = experiment.privacy
@@ -161,7 +163,7 @@ def upload_guard(experiment, data, llm: LLM, client: int, trainer: LocalTrainer)
         return None
     return UploadGuard(
         pc,
-        client_profile(experiment, data, client),
+        profile or client_profile(experiment, data, client),
         data.objective,
         llm,
         experiment.train,
