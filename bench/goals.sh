@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Re-measure the performance goals (BENCHMARKS.md, issue 21) one benchmark at a time, on an idle
-# machine: no model job may run beside them (the figures are CPU and wall-clock ratios). About
-# 25 minutes. Each writes bench/results/goals_*.json and prints its figures; the load average at
-# each start is in the file.
+# machine: no model job may run beside them (the figures are CPU and wall-clock ratios). Each
+# writes bench/results/goals_*.json and prints its figures; the load average at each start is
+# in the file.
 #   bash bench/goals.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
