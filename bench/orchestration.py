@@ -40,8 +40,9 @@ from benchlib import (
 
 from fedtextgrad.config import apply_override
 
-STANDARD = dict(clients=10, rounds=3, steps=3, batch=3, val=50, test=100)
-QUICK = dict(clients=3, rounds=1, steps=1, batch=2, val=4, test=4)
+COUNTING = ("bbh_object_counting",)
+STANDARD = dict(clients=10, rounds=3, steps=3, batch=3, val=50, test=100, tasks=COUNTING)
+QUICK = dict(clients=3, rounds=1, steps=1, batch=2, val=4, test=4, tasks=COUNTING)
 BBH_THREE = ("bbh_object_counting", "bbh_multistep_arithmetic_two", "bbh_word_sorting")
 HETEROGENEOUS = dict(
     clients=3,
@@ -147,7 +148,6 @@ def main() -> None:
         "quick": args.quick,
         "shape": args.shape,
         "experiment": {
-            "tasks": ["bbh_object_counting"],
             **sizes,
             "generated": True,
             "cache": False,

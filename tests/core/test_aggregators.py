@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from fedtextgrad.federated import aggregators
 from fedtextgrad.federated.aggregators import (
     AggregationContext,
     Upload,
@@ -165,7 +166,7 @@ RULES = {
 
 def careful(rule: str) -> str:
     """An upload's explanation: what a merge may drop."""
-    return f"Think carefully about how to {rule.lower()}"
+    return f"Think carefully about how to {rule.lower().rstrip('.')}, then check it twice."
 
 
 def retain_with(objective: Objective, routed: dict[str, str]) -> dict:
@@ -188,25 +189,47 @@ def retain_with(objective: Objective, routed: dict[str, str]) -> dict:
     return {"prompt": result.prompt, **result.info}
 
 
+ROUTED = {task: f"If the input is {task}: {rule}" for task, rule in RULES.items()}
+
+
 def test_retain_keeps_a_routed_merge_that_loses_no_task(objective):
-    routed = {task: f"If the input is for {task}: {rule}" for task, rule in RULES.items()}
-    merged = retain_with(objective, routed)
+    merged = retain_with(objective, ROUTED)
     assert merged["lost"] == [] and "kept" not in merged
-    assert merged["prompt"] == "\n".join([*routed.values(), objective.answer_format])
+    assert merged["prompt"] == "\n".join([*ROUTED.values(), objective.answer_format])
     assert merged["merge"] == {"merged": 3, "paragraphs": 3}
 
 
 def test_retain_puts_back_what_the_merge_dropped_for_a_client_below_its_paragraphs(objective):
-    merged = retain_with(objective, RULES | {"sum": "Sum them."})
+    merged = retain_with(objective, ROUTED | {"sum": "If the input is sum: Sum them."})
     assert merged["lost"] == ["sum"] and merged["kept"] == "repaired merge"
     body = objective.without_format(merged["prompt"]).strip()
     assert body.splitlines() == [
-        "Write the plural.",
-        "Sum them.",
-        "Give the opposite.",
+        ROUTED["plural"],
+        "If the input is sum: Sum them.",
+        ROUTED["antonym"],
         f"Add the two numbers. {careful(RULES['sum'])}",
     ]
     assert merged["retention"] == {"merge": 0.0, "repaired merge": 1.0, "concatenation": 1.0}
+
+
+def test_a_rewrite_without_its_input_keeps_the_upload_as_it_was(objective):
+    merged = retain_with(objective, ROUTED | {"sum": "Be brief."})
+    assert f"Add the two numbers. {careful(RULES['sum'])}" in merged["prompt"].splitlines()
+    assert "Be brief." not in merged["prompt"] and merged["lost"] == []
+
+
+@pytest.mark.parametrize(
+    ("paragraph", "condition"),
+    [
+        ("If the input is two numbers: add them.", "two numbers"),
+        ("If the input is a word, write its plural. Note: keep case.", "a word"),
+        ("If the input is a date, time, or duration: convert it.", "a date, time, or duration"),
+        ("if the input is  Two Numbers : add.", "two numbers"),
+        ("Add the two numbers.", None),
+    ],
+)
+def test_the_input_a_paragraph_is_for(paragraph, condition):
+    assert aggregators._condition(paragraph) == condition
 
 
 def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words(objective):
@@ -245,16 +268,13 @@ def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words(objective):
     assert result.info["merge"]["paragraphs"] == 3 and result.info["lost"] == []
 
 
-def test_a_clients_edit_of_its_paragraph_wins_and_only_new_text_is_routed(objective):
-    # Round 2: both clients start from the routed global prompt.
+PLURAL, SUMS = "If the input is a word: write its plural.", "If the input is two numbers: add."
+
+
+def round_two(objective: Objective, bodies: list[str]) -> tuple[str, list[str]]:
+    """The merge of uploads that edited the routed global prompt PLURAL / SUMS, and what was
+    sent to be routed."""
     fmt = objective.answer_format
-    plural, sums = "If the input is a word: write its plural.", "If the input is two numbers: add."
-    previous = f"{plural}\n{sums}\n{fmt}"
-    edited = "If the input is two numbers, add them and give the total only."
-    ups = [
-        Upload(0, f"{plural}\n{edited}\n{fmt}", 3),  # edited its own paragraph
-        Upload(1, f"{plural}\n{sums}\nKeep the irregular plurals.\n{fmt}", 3),  # a new rule
-    ]
     asked = []
 
     def reply(messages) -> str:
@@ -264,9 +284,31 @@ def test_a_clients_edit_of_its_paragraph_wins_and_only_new_text_is_routed(object
     async def validate_tasks(prompt: str) -> dict[str, float]:
         return {"t": 1.0}
 
+    ups = [Upload(i, f"{body}\n{fmt}", 3) for i, body in enumerate(bodies)]
     context = AggregationContext(
-        objective, scripted_engine(reply), previous, validate_tasks=validate_tasks
+        objective, scripted_engine(reply), f"{PLURAL}\n{SUMS}\n{fmt}", validate_tasks=validate_tasks
     )
-    result = asyncio.run(aggregate("retain", ups, context))
+    return asyncio.run(aggregate("retain", ups, context)).prompt, asked
+
+
+@pytest.mark.parametrize("edited_first", [True, False])
+def test_a_clients_edit_of_its_paragraph_wins_and_only_new_text_is_routed(objective, edited_first):
+    edited = "If the input is two numbers, add them and give the total only."
+    bodies = [f"{PLURAL}\n{edited}", f"{PLURAL}\n{SUMS}\nKeep the irregular plurals."]
+    prompt, asked = round_two(objective, bodies if edited_first else bodies[::-1])
     assert len(asked) == 1 and "Keep the irregular plurals." in asked[0]
-    assert result.prompt.splitlines() == [f"{plural} Keep the irregular plurals.", edited, fmt]
+    fmt = objective.answer_format
+    assert prompt.splitlines() == [f"{PLURAL} Keep the irregular plurals.", edited, fmt]
+
+
+def test_two_edits_of_one_paragraph_are_joined(objective):
+    bodies = [
+        f"{PLURAL}\nIf the input is two numbers: add. Give the total only.",
+        f"{PLURAL}\nIf the input is two numbers: add. Mind negative numbers.",
+    ]
+    prompt, asked = round_two(objective, bodies)
+    assert asked == []
+    assert prompt.splitlines()[:2] == [
+        PLURAL,
+        "If the input is two numbers: add. Give the total only. Mind negative numbers.",
+    ]

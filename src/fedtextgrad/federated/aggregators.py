@@ -112,12 +112,12 @@ async def uid_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> A
 async def routed_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
     """A paragraph per kind of input. The uploads' paragraphs that already begin with their input
     ("If the input is ...") are kept, one per input: a client's edit wins over the copy the others
-    left as it was in the previous global prompt. The rest of each upload is rewritten into one
-    such paragraph, in its share of 1.5x the longest upload's words (kept as it is if the rewrite
-    comes back cut off or empty), and joins the paragraph for its input if there is one."""
+    left as it was in the previous global prompt, and two edits are joined. The rest of each
+    upload is rewritten into one such paragraph, in its share of 1.5x the longest upload's words
+    (kept as it is if the rewrite comes back cut off or without its input), and joins the
+    paragraph for its input if there is one."""
     objective = ctx.objective
     bodies = list(dict.fromkeys(objective.without_format(u.prompt).strip() for u in uploads))
-    words = max(12, max(len(body.split()) for body in bodies) * 3 // 2 // len(bodies))
     parts = [_paragraphs(body) for body in bodies]
     previous = set(_paragraphs(objective.without_format(ctx.previous)))
     slots: dict[str, str] = {}  # the input a paragraph is for (or the paragraph) -> paragraph
@@ -125,13 +125,16 @@ async def routed_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -
         slot = _condition(paragraph)
         if slot not in slots or slots[slot] in previous:
             slots[slot] = paragraph
-    loose = [" ".join(p for p in paragraphs if not _condition(p)) for paragraphs in parts]
-    for paragraph in await asyncio.gather(*(_route(rest, words, ctx) for rest in loose if rest)):
+        elif paragraph not in previous:  # two clients edited it
+            slots[slot] = _join(slots[slot], paragraph)
+    loose = [rest for ps in parts if (rest := " ".join(p for p in ps if not _condition(p)))]
+    words = max(12, max(len(body.split()) for body in bodies) * 3 // 2 // max(1, len(loose)))
+    for paragraph in await asyncio.gather(*(_route(rest, words, ctx) for rest in loose)):
         slot = _condition(paragraph)
-        if slot in slots:
-            slots[slot] += " " + _instruction(paragraph)
+        if slot is None:
+            slots.setdefault(paragraph, paragraph)
         else:
-            slots.setdefault(slot or paragraph, paragraph)
+            slots[slot] = _join(slots[slot], paragraph) if slot in slots else paragraph
     prompt = "\n".join([*slots.values(), objective.answer_format])
     return Aggregate(prompt, {"merged": len(bodies), "paragraphs": len(slots)})
 
@@ -145,24 +148,39 @@ async def _route(text: str, words: int, ctx: AggregationContext) -> str:
     span, truncated = repairs.last_tagged(reply.text, "ROUTED")
     if span is None and "<ROUTED>" not in reply.text:  # small models often leave the tags out
         span, truncated = reply.text.strip(), reply.finish_reason == "length"
-    paragraph = repairs.tidy(ctx.objective.without_format(span)) if span else ""
-    return " ".join(paragraph.split()) if paragraph and not truncated else text
+    paragraph = " ".join(repairs.tidy(ctx.objective.without_format(span or "")).split())
+    return paragraph if _condition(paragraph) and not truncated else text
 
 
 def _paragraphs(body: str) -> list[str]:
     return [line.strip() for line in body.splitlines() if line.strip()]
 
 
-def _instruction(paragraph: str) -> str:
-    """A routed paragraph without its condition."""
-    rest = re.sub(r"^If the input is .+?[:,]\s*", "", paragraph, flags=re.IGNORECASE)
-    return rest[:1].upper() + rest[1:]
+# "If the input is two numbers: add them." -> "two numbers", "add them."; a comma ends the
+# input only where no colon does within its sentence ("a date, time, or duration: ...").
+_ROUTED = re.compile(
+    r"If the input is ([^:.\n]+):(.*)|If the input is ([^,.\n]+),(.*)", re.I | re.S
+)
+
+
+def _split(paragraph: str) -> tuple[str | None, str]:
+    """The input a routed paragraph is for (lower case, or None) and its instructions."""
+    found = _ROUTED.match(paragraph)
+    if not found:
+        return None, paragraph
+    condition, instruction = (found[1], found[2]) if found[1] else (found[3], found[4])
+    return " ".join(condition.lower().split()), instruction.strip()
 
 
 def _condition(paragraph: str) -> str | None:
-    """The input a routed paragraph is for ("If the input is two numbers: ..." -> "two numbers")."""
-    found = re.match(r"If the input is (.+?)[:,]", paragraph, re.IGNORECASE)
-    return found.group(1).lower() if found else None
+    return _split(paragraph)[0]
+
+
+def _join(paragraph: str, routed: str) -> str:
+    """The paragraph, then the routed paragraph's instructions it has no near copy of."""
+    have = text.split_sentences(_split(paragraph)[1])
+    new = [s for s in text.split_sentences(_split(routed)[1]) if not text.near_copy(s, have)]
+    return " ".join([paragraph, *(s[:1].upper() + s[1:] for s in new)])
 
 
 async def select(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
@@ -202,7 +220,7 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     options = {
         "merge": merged.prompt,
         "repaired merge": _put_back(merged.prompt, owners, ctx.objective),
-        "concatenation": _put_back("", distinct, ctx.objective),  # the format once
+        "concatenation": _concatenation(distinct, ctx.objective),
     }
     options = {k: p for k, p in options.items() if len(p) <= ctx.max_chars}
     if not options:  # all over the cap: `aggregate` falls back, as for any merge too long
@@ -223,19 +241,23 @@ async def _by_task(ctx: AggregationContext, prompts: list[str]) -> list[dict[str
     return list(await asyncio.gather(*(ctx.validate_tasks(p) for p in prompts)))
 
 
+def _concatenation(uploads: list[str], objective: Objective) -> str:
+    """Every upload's lines, each distinct line once, then the format once."""
+    lines = (line for u in uploads for line in _paragraphs(objective.without_format(u)))
+    return "\n".join([*dict.fromkeys(lines), objective.answer_format])
+
+
 def _put_back(merged: str, uploads: list[str], objective: Objective) -> str:
-    """The merge, then a line per upload with its sentences the merge has no near copy of (the
-    merge's own lines kept: a routed merge's paragraphs are its structure), then the format."""
+    """The merge, then the uploads' lines with their sentences the merge has no near copy of (a
+    line per line: a routed prompt's paragraphs are its structure), then the format."""
     body = objective.without_format(merged).strip()
     kept = text.split_sentences(body)
     lines = [body] if body else []
     for upload in dict.fromkeys(uploads):
-        missing = []
-        for sentence in text.split_sentences(objective.without_format(upload)):
-            if not text.near_copy(sentence, kept):
-                kept.append(sentence)
-                missing.append(sentence)
-        lines += [" ".join(missing)] if missing else []
+        for line in _paragraphs(objective.without_format(upload)):
+            missing = [s for s in text.split_sentences(line) if not text.near_copy(s, kept)]
+            kept += missing
+            lines += [" ".join(missing)] if missing else []
     return "\n".join([*lines, objective.answer_format])
 
 
