@@ -312,3 +312,13 @@ def test_two_edits_of_one_paragraph_are_joined(objective):
         PLURAL,
         "If the input is two numbers: add. Give the total only. Mind negative numbers.",
     ]
+
+
+def test_bullets_under_a_routed_paragraph_belong_to_it():
+    body = "Be brief.\n- Never explain.\nIf the input is a list:\n- sort it\n2. dedupe it\nAdd."
+    assert aggregators._paragraphs(body) == [
+        "Be brief.",
+        "- Never explain.",
+        "If the input is a list: - sort it 2. dedupe it",
+        "Add.",
+    ]

@@ -153,7 +153,14 @@ async def _route(text: str, words: int, ctx: AggregationContext) -> str:
 
 
 def _paragraphs(body: str) -> list[str]:
-    return [line.strip() for line in body.splitlines() if line.strip()]
+    """The body's lines; a bullet under a routed paragraph belongs to it."""
+    paragraphs: list[str] = []
+    for line in filter(None, map(str.strip, body.splitlines())):
+        if paragraphs and _condition(paragraphs[-1]) and re.match(r"[-*•]|\d+[.)]\s", line):
+            paragraphs[-1] += f" {line}"
+        else:
+            paragraphs.append(line)
+    return paragraphs
 
 
 # "If the input is two numbers: add them." -> "two numbers", "add them."; a comma ends the
