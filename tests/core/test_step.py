@@ -258,6 +258,7 @@ def test_tidy_undoes_numbered_loops_empty_items_and_bare_headings():
         ["You count things.", "Task Description:", "Rules:", "1. List items.", "2. Add them."]
         + [f"{n}. Skip other kinds." for n in range(3, 25)]
         + ["25.", "- ", "3.5 apples count as 3.5.", "Answer Format:"]
+        + ["Answer: The system prompt should say to count each object once."]
     )
     assert tidy(looped) == (
         "You count things.\nRules:\n1. List items.\n2. Add them.\n3. Skip other kinds.\n"

@@ -15,6 +15,9 @@ from fedtextgrad import text
 
 _MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 _HEADING = re.compile(r"^[a-z][a-z ]{0,30}:\s+")  # lowercase: matched on normalized text
+# A line the optimizer wrote as if answering ("Answer: The system prompt should state ..."):
+# found in a BBH object-counting run's final prompt (issue 30, session 11).
+_ANSWER = re.compile(r"\s*answer\s*:", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"(\d+[.)](?=\s|$)|[-*•](?=\s|$))?\s*(.*)")
 _FORMAT_NGRAM = 5  # a sentence sharing this many consecutive words with the format restates it
 
@@ -71,8 +74,8 @@ def drop_specific(
 
 def tidy(prompt: str, echoes: Sequence[str] = ()) -> str:
     """Undo looping on one instruction (also as "7. X", "8. X", ...), empty list items ("3."),
-    headings with nothing under them, and sentences copied from the request (`echoes`). The
-    numbered items left are renumbered."""
+    headings with nothing under them, lines that answer ("Answer: ...") and sentences copied
+    from the request (`echoes`). The numbered items left are renumbered."""
     seen = {normalize(s) for echo in echoes for s in text.split_sentences(echo)}
 
     def first_time(sentence: str) -> bool:
@@ -83,6 +86,7 @@ def tidy(prompt: str, echoes: Sequence[str] = ()) -> str:
         return new
 
     kept = _map_sentences(prompt, first_time).splitlines()
+    kept = [line for line in kept if not _ANSWER.match(line)]  # an answer, not an instruction
     lines = [_LIST_ITEM.match(line).groups(default="") for line in kept if line.strip()]
     lines = [
         (marker, content)
