@@ -109,7 +109,7 @@ async def uid_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> A
     return await _merge(uploads, ctx, principle=UID_PRINCIPLE)
 
 
-async def routed_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
+async def _routed_merge(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
     """A paragraph per kind of input. The uploads' paragraphs that already begin with their input
     ("If the input is ...") are kept, one per input: a client's edit wins over the copy the others
     left as it was in the previous global prompt, and two edits are joined. The rest of each
@@ -214,7 +214,7 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     least on its worst task (retention: its accuracy over the best upload's), then is shortest."""
     if ctx.validate_tasks is None:
         raise ValueError("the retain aggregator needs server validation data")
-    merged = await routed_summarize(uploads, ctx)
+    merged = await _routed_merge(uploads, ctx)
     distinct = list(dict.fromkeys(u.prompt for u in uploads))
     scored = list(dict.fromkeys([*distinct, merged.prompt]))  # a fallback merge is an upload
     scores = dict(zip(scored, await _by_task(ctx, scored), strict=True))
