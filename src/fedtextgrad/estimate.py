@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fedtextgrad.config import ExperimentConfig
+from fedtextgrad.federated.aggregators import route_tokens, route_words
 from fedtextgrad.federated.prepare import FederatedData, sample_clients
 
 CHARS_PER_TOKEN = 4
@@ -103,7 +104,8 @@ def _server_round(est, config, uploads: int, answer_chars: float, val: int) -> N
     """answer_chars: a forward request's (the prompt and an example)."""
     fed, answer = config.federation, config.train.forward_max_tokens
     if fed.aggregation == "retain":  # a routing request per upload: a short paragraph each
-        est.add("aggregation", uploads, REQUEST_CHARS + answer_chars, 128)
+        words = route_words(round(answer_chars / 6), uploads)  # ~6 characters a word
+        est.add("aggregation", uploads, REQUEST_CHARS + answer_chars, route_tokens(words))
     elif fed.aggregation != "concat":  # an LLM merge
         merge = REQUEST_CHARS + uploads * answer_chars
         est.add("aggregation", 1, merge, max(1024, round(merge / 3)))

@@ -128,7 +128,7 @@ async def _routed_merge(uploads: Sequence[Upload], ctx: AggregationContext) -> A
         elif paragraph not in previous:  # two clients edited it
             slots[slot] = _join(slots[slot], paragraph)
     loose = [rest for ps in parts if (rest := " ".join(p for p in ps if not _condition(p)))]
-    words = max(12, max(len(body.split()) for body in bodies) * 3 // 2 // max(1, len(loose)))
+    words = route_words(max(len(body.split()) for body in bodies), len(loose))
     for paragraph in await asyncio.gather(*(_route(rest, words, ctx) for rest in loose)):
         slot = _condition(paragraph)
         if slot is None:
@@ -139,12 +139,21 @@ async def _routed_merge(uploads: Sequence[Upload], ctx: AggregationContext) -> A
     return Aggregate(prompt, {"merged": len(bodies), "paragraphs": len(slots)})
 
 
+def route_words(longest: int, paragraphs: int) -> int:
+    """A routed paragraph's word budget: its share of 1.5x the longest upload's words."""
+    return max(12, longest * 3 // 2 // max(1, paragraphs))
+
+
+def route_tokens(words: int) -> int:
+    """Room for a routed paragraph and its tags, not for a reply that repeats itself."""
+    return 3 * words + 32
+
+
 async def _route(text: str, words: int, ctx: AggregationContext) -> str:
     """`text` as one paragraph that begins with the input it is for, or as it is."""
     request = ROUTE.format(role=ctx.objective.role, prompt=text, words=words)
-    # Room for the paragraph and its tags, not for a reply that repeats itself.
     message = {"role": "user", "content": request}
-    reply = await ctx.llm.chat([message], purpose="aggregation", max_tokens=3 * words + 32)
+    reply = await ctx.llm.chat([message], purpose="aggregation", max_tokens=route_tokens(words))
     span, truncated = repairs.last_tagged(reply.text, "ROUTED")
     if span is None and "<ROUTED>" not in reply.text:  # small models often leave the tags out
         span, truncated = reply.text.strip(), reply.finish_reason == "length"
