@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import itertools
 import json
 import os
 import platform
@@ -246,13 +247,15 @@ def instrument_classes(timing: dict) -> None:
     """Tag calls with where they are made, and time `Server.run`. Patches the classes: the
     child process exists for this one run, and every runtime and trainer subclass is covered."""
     from fedtextgrad.federated import Client, Server
-    from fedtextgrad.textgrad import LocalTrainer
+    from fedtextgrad.textgrad import LocalTrainer, step
 
     Server._initial = _tagged(Server._initial, lambda *a, **k: {"phase": "initial"})
     Server._final = _tagged(Server._final, lambda *a, **k: {"phase": "final"})
     Server.round = _tagged(Server.round, lambda _, n, *a, **k: {"phase": "round", "round": n})
     Client.run_round = _tagged(Client.run_round, lambda client, *a, **k: {"client": client.id})
     LocalTrainer.step = _tagged(LocalTrainer.step, lambda _, p, b, m, number: {"step": number})
+    rewrites = itertools.count()  # the candidates of a step are rewritten side by side
+    step.rewrite = _tagged(step.rewrite, lambda *a, **k: {"rewrite": next(rewrites)})
     run = Server.run
 
     async def timed_run(self, *args, **kwargs):
@@ -312,18 +315,14 @@ def run_in_child(config_data: dict, out_dir: Path) -> dict:
 
 # -- the critical path --------------------------------------------------------------------------
 
-# Within a step the phases run one after another; calls inside a phase run in parallel (max),
-# except update attempts and the LLM feedback merge, which follow each other (sum).
-STEP_PHASES = (
-    ("forward", max),
-    ("judge", max),
-    ("feedback", max),
-    ("combine", sum),
-    ("update", sum),
-    ("gate", max),
-)
-# After the clients: merge the uploads, (select: score candidates in parallel), validate.
-ROUND_PHASES = (("merge", sum), ("select", max), ("evaluation", max))
+# Within a step the phases run one after another, and so do a round's after its clients (merge
+# the uploads, score select's candidates, validate). Calls inside a phase run side by side,
+# except those of one chain: a rewrite's retry follows its first attempt (the calls of one
+# `rewrite`, tagged; untagged update calls, the feedback merge and the aggregator's requests are
+# taken to follow each other).
+STEP_PHASES = ("forward", "judge", "feedback", "combine", "update", "gate")
+ROUND_PHASES = ("merge", "select", "evaluation")
+SEQUENTIAL = {"combine", "update", "merge"}
 
 
 def _phase_of(tag: dict, guess: str) -> str:
@@ -335,8 +334,22 @@ def _phase_of(tag: dict, guess: str) -> str:
     return purpose
 
 
-def _chain(groups: dict[str, list[float]], phases) -> float:
-    return sum(reduce(groups[name]) for name, reduce in phases if groups.get(name))
+def _chain_of(tag: dict, phase: str, index: int) -> object:
+    """The chain a call belongs to within its phase: calls of one chain follow each other."""
+    if "rewrite" in tag:
+        return ("rewrite", tag["rewrite"])
+    return phase if phase in SEQUENTIAL else index
+
+
+def _longest(calls: list[tuple[object, float]]) -> float:
+    chains: dict[object, float] = defaultdict(float)
+    for chain, cost in calls:
+        chains[chain] += cost
+    return max(chains.values(), default=0.0)
+
+
+def _chain(groups: dict[str, list[tuple[object, float]]], phases: Sequence[str]) -> float:
+    return sum(_longest(groups[name]) for name in phases if groups.get(name))
 
 
 def critical_path(log: list[dict]) -> dict:
@@ -348,10 +361,10 @@ def critical_path(log: list[dict]) -> dict:
     (forward ∥ → feedback ∥ → update → gate ∥), then merge → validation ∥ → final test ∥."""
     initial: list[float] = []
     final: list[float] = []
-    steps: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    post: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    steps: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    post: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     untagged = 0
-    for entry in log:
+    for index, entry in enumerate(log):
         tag = json.loads(entry["tag"]) if entry.get("tag") else {}
         cost = entry["delay"]  # the configured latency plus the request's (hashed) jitter
         phase = tag.get("phase")
@@ -359,11 +372,14 @@ def critical_path(log: list[dict]) -> dict:
             initial.append(cost)
         elif phase == "final":
             final.append(cost)
-        elif phase == "round" and "client" in tag:
-            key = (tag["round"], tag["client"], tag.get("step", 0))
-            steps[key][_phase_of(tag, entry["purpose"])].append(cost)
         elif phase == "round":
-            post[tag["round"]][_phase_of(tag, entry["purpose"])].append(cost)
+            part = _phase_of(tag, entry["purpose"])
+            groups = (
+                steps[(tag["round"], tag["client"], tag.get("step", 0))]
+                if "client" in tag
+                else post[tag["round"]]
+            )
+            groups[part].append((_chain_of(tag, part, index), cost))
         else:
             untagged += 1
     clients: dict[tuple[int, int], float] = defaultdict(float)

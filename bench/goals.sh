@@ -13,6 +13,9 @@ $py bench/orchestration.py --runs default,default --out $out/goals_standard.json
 $py bench/orchestration.py --shape heterogeneous --runs default,default \
     --out $out/goals_heterogeneous.json
 # the paper's heterogeneous experiment took 179.9 s at 0.5 s per call (issue 21): the same work
+# (the same method too: the paper's step and gate, `train.method = "paper"`), and with ours
+$py bench/orchestration.py --shape heterogeneous --runs default --fixed 0.5 --per-token 0 \
+    --set train.method=paper --out $out/goals_heterogeneous_paper_method.json
 $py bench/orchestration.py --shape heterogeneous --runs default --fixed 0.5 --per-token 0 \
     --out $out/goals_heterogeneous_paper_latency.json
 # a 1000-client round <= 1.5x its critical path; 10,000 clients in one process under 2 GB

@@ -107,6 +107,17 @@ def test_critical_path_follows_the_dependency_structure():
     assert path["untagged_calls"] == 0
 
 
+def test_rewrites_run_side_by_side_and_each_retry_follows_its_attempt():
+    round_1 = dict(phase="round", round=1, client=0, step=1, purpose="update")
+    log = [
+        _entry(1.0, "update", rewrite=0, **round_1),
+        _entry(1.0, "update", rewrite=0, **round_1),  # rewrite 0 retried: 2
+        _entry(1.5, "update", rewrite=1, **round_1),
+        _entry(1.5, "update", rewrite=2, **round_1),
+    ]
+    assert critical_path(log)["rounds"][0]["training"] == 2.0
+
+
 @pytest.mark.parametrize("shape", ["standard", "heterogeneous"])
 def test_quick_orchestration_benchmark_runs_and_writes_json(tmp_path, shape):
     out = tmp_path / "orchestration.json"
