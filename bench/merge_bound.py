@@ -1,6 +1,8 @@
 """What any merge can keep (issue 31): the three heterogeneous tasks' human instructions in one
-prompt, concatenated or routed by the input's form ("If the input is two numbers: ..."), against
-each instruction alone on its own task; 100 test examples per task, paired 95% intervals.
+prompt, concatenated, routed by the input's form ("If the input is two numbers: ...") or routed
+by example (the first two validation inputs: 'If the input looks like "88 99" or "44 82": ...'),
+against each instruction alone on its own task; 100 test examples per task, paired 95%
+intervals.
 
     python bench/merge_bound.py local:qwen2.5-coder-0.5b
     python bench/merge_bound.py local:qwen2.5-coder-1.5b
@@ -28,9 +30,16 @@ async def main(model: str) -> None:
     tasks = [load_task(name, test_size=100) for name in FORMS]
     fmt = tasks[0].answer_format
     human = {t.name: instruction_induction.instructions(t.name)[0] for t in tasks}
+    looks = {
+        t.name: " or ".join(f'"{" ".join(x.input.split())}"' for x in t.val[:2]) for t in tasks
+    }
     prompts = {
         "concat": " ".join(human.values()) + f" {fmt}",
         "routed": "\n".join(f"{FORMS[name]} {text}" for name, text in human.items()) + f"\n{fmt}",
+        "by example": "\n".join(
+            f"If the input looks like {looks[name]}: {text}" for name, text in human.items()
+        )
+        + f"\n{fmt}",
     }
     llm = open_engine(model, LLMSettings(n_parallel=4, n_ctx=1024))
     try:
