@@ -5,7 +5,9 @@ steps and the number of clients change the result, from the findings sweeps' fin
 
 Aggregation: per run and task, `local` is the test accuracy of the last round's upload of the
 client holding that task (scored here with the run's forward model, cached), `global` the last
-round's global prompt's (from the run); retention = global / local. Local steps and clients:
+round's global prompt's (from the run); retention = global / local; × longest upload: the global
+prompt's length over the round's longest upload's (the goal for a merge: at most 1.5). Versus:
+two aggregators' global prompts on the same seeds and examples. Local steps and clients:
 the final prompt's test accuracy and the run's tokens. Intervals are 95% over seeds and examples
 (the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t).
 Each finished run's results.json is archived under docs/results/findings_runs/ (commit them): on
@@ -113,10 +115,77 @@ def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
                     "global": round(gap.after, 4),
                     "retention": round(_mean(retention[task]), 3) if retention[task] else None,
                     "retention_ci": _t_interval(retention[task]),
+                    "length_ratio": _mean([_length_ratio(r) for _, r in members]),
                     **_shared(members, gap),
                 }
             )
     return rows
+
+
+VERSUS = [  # (aggregator, reference): the paper's third finding, then ours against the paper's
+    ("uid_summarize", "summarize"),
+    ("retain", "concat"),
+    ("retain", "uid_summarize"),
+]
+
+
+def versus_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
+    """An aggregator against a reference: the last global prompts' test scores, per task and over
+    all tasks, paired by seed (the seeds both have finished) and example. `local` holds the
+    reference's accuracy, `global` the aggregator's."""
+    by_run = {
+        (run.label["variant"], run.label["federation.aggregation"], run.seed): (run, results)
+        for run, results in runs
+    }
+    rows = []
+    for setting in sorted({key[0] for key in by_run}):
+        for aggregator, reference in VERSUS:
+            seeds = sorted(
+                seed
+                for (s, a, seed) in by_run
+                if s == setting and a == aggregator and (s, reference, seed) in by_run
+            )
+            if not seeds:
+                continue
+            pairs: dict[str, list] = defaultdict(list)
+            for seed in seeds:
+                ours, theirs = by_run[setting, aggregator, seed], by_run[setting, reference, seed]
+                tasks = [ex.task for ex in prepare_data(ours[0].config).test]
+                mine = ours[1]["final"]["last"]["test_scores"]
+                ref = theirs[1]["final"]["last"]["test_scores"]
+                for task in [*dict.fromkeys(tasks), "all"]:
+                    keep = [i for i, t in enumerate(tasks) if task in (t, "all")]
+                    pairs[task].append(([ref[i] for i in keep], [mine[i] for i in keep]))
+            for task, task_pairs in pairs.items():
+                gap = pooled(task_pairs)
+                rows.append(
+                    {
+                        "question": "versus",
+                        "setting": setting,
+                        "aggregator": aggregator,
+                        "value": reference,
+                        "task": task,
+                        "local": round(gap.before, 4),
+                        "global": round(gap.after, 4),
+                        "retention": None,
+                        "length_ratio": None,
+                        "diff": round(gap.diff, 4),
+                        "low": round(gap.low, 4),
+                        "high": round(gap.high, 4),
+                        "prompt_tokens": None,
+                        "tokens": None,
+                        "seeds": seeds,
+                        "n": gap.n,
+                    }
+                )
+    return rows
+
+
+def _length_ratio(results: dict) -> float:
+    """The last global prompt's length over its round's longest upload's (characters): the
+    issue's goal for a merge is at most 1.5."""
+    last = results["rounds"][-1]
+    return last["prompt_chars"] / max(len(c["prompt"]) for c in last["clients"])
 
 
 def factor_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> list[dict]:
@@ -137,6 +206,7 @@ def factor_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> l
                 "local": None,
                 "global": round(gain.after, 4),
                 "retention": None,
+                "length_ratio": None,
                 **_shared(members, gain),  # the interval: of the gain over the initial prompt
             }
         )
@@ -173,23 +243,39 @@ def _t_interval(values: list[float]) -> list[float] | None:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The rows as a table. Δ: global - local (aggregation), final - initial (the others), in
-    points."""
+    """The rows as tables: each question's, then the aggregators against each other. Δ, in
+    points: global - local (aggregation), final - initial (local steps, clients), aggregator -
+    reference (versus)."""
     lines = [
         "| question | setting | value | task | local | global | Δ (95% CI) | retention | "
-        "prompt tokens | tokens/run | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "prompt tokens | × longest upload | tokens/run | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in (r for r in rows if r["question"] != "versus"):
         local = "" if r["local"] is None else f"{r['local']:.2f}"
         retention = "" if r["retention"] is None else f"{r['retention']:.2f}"
+        ratio = "" if r["length_ratio"] is None else f"{r['length_ratio']:.2f}"
         lines.append(
             f"| {r['question']} | {r['setting']} | {r['value']} | {r['task']} | {local} | "
-            f"{r['global']:.2f} | {points(r['diff'])} ({points(r['low'])}..{points(r['high'])}) | "
-            f"{retention} | "
-            f"{r['prompt_tokens']:.0f} | {r['tokens']:,.0f} | {len(r['seeds'])} |"
+            f"{r['global']:.2f} | {_gap(r)} | {retention} | "
+            f"{r['prompt_tokens']:.0f} | {ratio} | {r['tokens']:,.0f} | {len(r['seeds'])} |"
+        )
+    lines += [
+        "",
+        "| setting | aggregator | reference | task | reference's | aggregator's | Δ (95% CI) | "
+        "seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r["question"] == "versus"):
+        lines.append(
+            f"| {r['setting']} | {r['aggregator']} | {r['value']} | {r['task']} | "
+            f"{r['local']:.2f} | {r['global']:.2f} | {_gap(r)} | {len(r['seeds'])} |"
         )
     return "\n".join(lines)
+
+
+def _gap(row: dict) -> str:
+    return f"{points(row['diff'])} ({points(row['low'])}..{points(row['high'])})"
 
 
 def main() -> None:
@@ -202,11 +288,10 @@ def main() -> None:
         if not runs:
             print(f"{question}: no finished runs in runs/{runs_dir}")
             continue
-        rows += (
-            aggregation_rows(runs)
-            if question == "aggregation"
-            else factor_rows(question, key, runs)
-        )
+        if question == "aggregation":
+            rows += aggregation_rows(runs) + versus_rows(runs)
+        else:
+            rows += factor_rows(question, key, runs)
     print(markdown(rows))
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {args.out}")
