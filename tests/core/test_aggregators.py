@@ -48,6 +48,17 @@ def test_the_last_complete_span_is_the_merge(objective):
     assert "fallback" not in merged
 
 
+@pytest.mark.parametrize("method", ["summarize", "uid_summarize"])
+@pytest.mark.parametrize("paper", [False, True])
+def test_only_the_uid_merge_asks_for_uniform_information_density(objective, method, paper):
+    # The 1.5B model answered both requests alike in 5 of 6 merges (issue 31): the requests differ.
+    asked = []
+    llm = scripted_engine(lambda messages: asked.append(messages[-1]["content"]) or "merged")
+    context = AggregationContext(objective, llm, PREVIOUS, method="paper" if paper else "ours")
+    asyncio.run(aggregate(method, uploads(objective), context))
+    assert ("Uniform Information Density" in asked[0]) == (method == "uid_summarize")
+
+
 def test_a_merge_cut_off_before_the_closing_tag_falls_back_to_the_previous_prompt(objective):
     merged = merge_with(objective, "<MERGED_PROMPT>Count each item once. Then chec")
     assert merged["prompt"] == PREVIOUS
