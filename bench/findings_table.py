@@ -20,12 +20,13 @@ import asyncio
 import json
 import shutil
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from scipy import stats as scipy_stats
 
 from fedtextgrad.federated.prepare import Engines, prepare_data
-from fedtextgrad.stats import points, pooled
+from fedtextgrad.stats import Paired, points, pooled
 from fedtextgrad.sweep import SweepRun, load_sweep
 from fedtextgrad.textgrad import evaluate
 
@@ -105,19 +106,18 @@ def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
         for task, pairs in per_task.items():
             gap = pooled(pairs)
             rows.append(
-                {
-                    "question": "aggregation",
-                    "setting": setting,
-                    "aggregator": aggregator,
-                    "value": aggregator,
-                    "task": task,
-                    "local": round(gap.before, 4),
-                    "global": round(gap.after, 4),
-                    "retention": round(_mean(retention[task]), 3) if retention[task] else None,
-                    "retention_ci": _t_interval(retention[task]),
-                    "length_ratio": _mean([_length_ratio(r) for _, r in members]),
-                    **_shared(members, gap),
-                }
+                _row(
+                    "aggregation",
+                    setting,
+                    aggregator,
+                    aggregator,
+                    task,
+                    gap,
+                    members,
+                    retention=round(_mean(retention[task]), 3) if retention[task] else None,
+                    retention_ci=_t_interval(retention[task]),
+                    length_ratio=_mean([_length_ratio(r) for _, r in members]),
+                )
             )
     return rows
 
@@ -158,26 +158,7 @@ def versus_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
                     pairs[task].append(([ref[i] for i in keep], [mine[i] for i in keep]))
             for task, task_pairs in pairs.items():
                 gap = pooled(task_pairs)
-                rows.append(
-                    {
-                        "question": "versus",
-                        "setting": setting,
-                        "aggregator": aggregator,
-                        "value": reference,
-                        "task": task,
-                        "local": round(gap.before, 4),
-                        "global": round(gap.after, 4),
-                        "retention": None,
-                        "length_ratio": None,
-                        "diff": round(gap.diff, 4),
-                        "low": round(gap.low, 4),
-                        "high": round(gap.high, 4),
-                        "prompt_tokens": None,
-                        "tokens": None,
-                        "seeds": seeds,
-                        "n": gap.n,
-                    }
-                )
+                rows.append(_row("versus", setting, aggregator, reference, task, gap, seeds=seeds))
     return rows
 
 
@@ -196,35 +177,53 @@ def factor_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> l
     for value, members in groups.items():
         pairs = [(r["initial"]["test_scores"], r["final"]["test_scores"]) for _, r in members]
         gain = pooled(pairs)
-        rows.append(
-            {
-                "question": question,
-                "setting": "homogeneous",
-                "aggregator": members[0][0].config.federation.aggregation,
-                "value": value,
-                "task": members[0][0].config.task.name,
-                "local": None,
-                "global": round(gain.after, 4),
-                "retention": None,
-                "length_ratio": None,
-                **_shared(members, gain),  # the interval: of the gain over the initial prompt
-            }
+        config = members[0][0].config
+        rows.append(  # the interval: of the gain over the initial prompt
+            _row(
+                question,
+                "homogeneous",
+                config.federation.aggregation,
+                value,
+                config.task.name,
+                gain,
+                members,
+                local=None,
+            )
         )
     return rows
 
 
-def _shared(members: list[tuple[SweepRun, dict]], gap) -> dict:
-    """The columns every row has: the pooled difference (aggregation: global - local; the other
-    questions: final - initial) with its interval, lengths, cost, seeds, examples."""
+def _row(
+    question: str,
+    setting: str,
+    aggregator: str,
+    value: object,
+    task: str,
+    gap: Paired,
+    members: Sequence[tuple[SweepRun, dict]] = (),
+    **columns: object,
+) -> dict:
+    """A row of findings.json: the pooled difference (aggregation: global - local; versus:
+    aggregator - reference; the other questions: final - initial) with its interval, and, where
+    the row stands for runs (members), their prompts' length, cost and seeds."""
     return {
+        "question": question,
+        "setting": setting,
+        "aggregator": aggregator,
+        "value": value,
+        "task": task,
+        "local": round(gap.before, 4),
+        "global": round(gap.after, 4),
+        "retention": None,
+        "length_ratio": None,
         "diff": round(gap.diff, 4),
         "low": round(gap.low, 4),
         "high": round(gap.high, 4),
-        "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]),
-        "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]),
+        "prompt_tokens": _mean([r["rounds"][-1]["prompt_tokens"] for _, r in members]) or None,
+        "tokens": _mean([r["usage"]["tokens_used"] for _, r in members]) or None,
         "seeds": [run.seed for run, _ in members],
         "n": gap.n,
-    }
+    } | columns
 
 
 def _mean(values: list[float]) -> float:
