@@ -44,7 +44,8 @@ async def replay(run_dir: Path, aggregators: list[str], rounds: set[int] | None)
                     Upload(c["client"], c["prompt"], c["num_examples"]) for c in entry["clients"]
                 ]
                 distinct = list(dict.fromkeys(u.prompt for u in uploads))
-                scored = [(await server.evaluate(p, data.test))["by_task"] for p in distinct]
+                tested = await asyncio.gather(*(server.evaluate(p, data.test) for p in distinct))
+                scored = [t["by_task"] for t in tested]
                 best = {t: max(s[t] for s in scored) for t in scored[0]}
                 longest = max(map(len, distinct))
                 for method in aggregators:
