@@ -104,7 +104,7 @@ def _server_round(est, config, uploads: int, answer_chars: float, val: int) -> N
     """answer_chars: a forward request's (the prompt and an example)."""
     fed, answer = config.federation, config.train.forward_max_tokens
     if fed.aggregation == "retain":  # a routing request per upload: a short paragraph each
-        words = route_words(round(answer_chars / 6), uploads)  # ~6 characters a word
+        words = route_words(round(answer_chars / 6), [1] * uploads)[0]  # ~6 characters a word
         est.add("aggregation", uploads, REQUEST_CHARS + answer_chars, route_tokens(words))
     elif fed.aggregation != "concat":  # an LLM merge
         merge = REQUEST_CHARS + uploads * answer_chars

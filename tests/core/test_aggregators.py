@@ -220,7 +220,37 @@ def test_retain_puts_back_what_the_merge_dropped_for_a_client_below_its_paragrap
         ROUTED["antonym"],
         f"Add the two numbers. {careful(RULES['sum'])}",
     ]
-    assert merged["retention"] == {"merge": 0.0, "repaired merge": 1.0, "concatenation": 1.0}
+    assert merged["retention"] == {  # each option's retentions, the worst task first
+        "merge": [0.0, 1.0, 1.0],
+        "repaired merge": [1.0, 1.0, 1.0],
+        "concatenation": [1.0, 1.0, 1.0],
+        **{f"upload {i}": [0.0, 0.0, 1.0] for i in (1, 2, 3)},
+    }
+
+
+def test_among_options_that_each_lose_a_task_retain_keeps_the_one_that_loses_least_next(
+    objective,
+):
+    # As the 1.5B model does: given all three rules it follows the last one only. The merge
+    # drops plural and keeps the other two; every other option loses two tasks.
+    fmt = objective.answer_format
+    ups = [Upload(i, f"{rule}\n{fmt}", 3) for i, rule in enumerate(RULES.values())]
+
+    def reply(messages) -> str:
+        routed = ROUTED | {"plural": "If the input is plural: Be brief."}
+        return f"<ROUTED>{next(r for t, r in routed.items() if RULES[t] in messages[-1]['content'])}</ROUTED>"
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        held = [(prompt.index(rule), task) for task, rule in RULES.items() if rule in prompt]
+        solved = {t for _, t in held} if len(held) < 3 else {max(held)[1]}
+        return {task: float(task in solved) for task in RULES}
+
+    context = AggregationContext(
+        objective, scripted_engine(reply), PREVIOUS, validate_tasks=validate_tasks
+    )
+    result = asyncio.run(aggregate("retain", ups, context))
+    assert result.info["kept"] == "merge" and result.info["retention"]["merge"] == [0.0, 1.0, 1.0]
+    assert all(r[:2] == [0.0, 0.0] for k, r in result.info["retention"].items() if k != "merge")
 
 
 def test_a_rewrite_without_its_input_keeps_the_upload_as_it_was(objective):
@@ -243,7 +273,7 @@ def test_the_input_a_paragraph_is_for(paragraph, condition):
     assert aggregators._condition(paragraph) == condition
 
 
-def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words(objective):
+def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words_by_length(objective):
     fmt = objective.answer_format
     bodies = [
         f"Write the plural of the word. {careful('write it')}",
@@ -269,7 +299,8 @@ def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words(objective):
         objective, scripted_engine(reply), PREVIOUS, validate_tasks=validate_tasks
     )
     result = asyncio.run(aggregate("retain", ups, context))
-    assert len(asked) == 3 and all("at most 12 words" in request for request in asked)
+    budgets = [next(w for w in (19, 12) if f"at most {w} words" in r) for r in asked]
+    assert sorted(budgets) == [12, 12, 19]  # 1.5x the 17 longest words, shared by words: 17, 2, 3
     assert result.prompt.splitlines() == [
         "If the input is a word: write its plural.",
         "If the input is two numbers: add them.",
@@ -325,11 +356,38 @@ def test_two_edits_of_one_paragraph_are_joined(objective):
     ]
 
 
-def test_bullets_under_a_routed_paragraph_belong_to_it():
+def test_each_line_kept_of_an_unrouted_global_prompt_is_routed_on_its_own(objective):
+    # The previous global prompt was a concatenation: each of its lines is an earlier upload.
+    fmt = objective.answer_format
+    asked = []
+
+    def reply(messages) -> str:
+        asked.append(messages[-1]["content"])
+        return "<ROUTED>cut off"
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        return {"t": 1.0}
+
+    lines = ["Write the plural.", "Add the two numbers."]
+    bodies = ["\n".join(lines), "\n".join([*lines, "Be brief.", "Never explain."])]
+    ups = [Upload(i, f"{body}\n{fmt}", 3) for i, body in enumerate(bodies)]
+    context = AggregationContext(
+        objective, scripted_engine(reply), f"{bodies[0]}\n{fmt}", validate_tasks=validate_tasks
+    )
+    asyncio.run(aggregate("retain", ups, context))
+    routed = [next(u for u in [*lines, "Be brief. Never explain."] if u in a) for a in asked]
+    assert sorted(routed) == sorted([*lines, "Be brief. Never explain."])
+    assert not any(lines[0] in a and lines[1] in a for a in asked)
+
+
+def test_bullets_under_a_routed_paragraph_or_a_heading_belong_to_it():
     body = "Be brief.\n- Never explain.\nIf the input is a list:\n- sort it\n2. dedupe it\nAdd."
     assert aggregators._paragraphs(body) == [
         "Be brief.",
         "- Never explain.",
         "If the input is a list: - sort it 2. dedupe it",
         "Add.",
+    ]
+    assert aggregators._paragraphs("Rules:\n- Add them.\n- Be brief.") == [
+        "Rules: - Add them. - Be brief."
     ]

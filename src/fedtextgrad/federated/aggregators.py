@@ -112,24 +112,29 @@ async def uid_summarize(uploads: Sequence[Upload], ctx: AggregationContext) -> A
 async def _routed_merge(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregate:
     """A paragraph per kind of input. The uploads' paragraphs that already begin with their input
     ("If the input is ...") are kept, one per input: a client's edit wins over the copy the others
-    left as it was in the previous global prompt, and two edits are joined. The rest of each
-    upload is rewritten into one such paragraph, in its share of 1.5x the longest upload's words
-    (kept as it is if the rewrite comes back cut off or without its input), and joins the
-    paragraph for its input if there is one."""
+    left as it was in the previous global prompt, and two edits are joined. The rest is rewritten
+    into such paragraphs, each in its share of 1.5x the longest upload's words (kept as it is if
+    the rewrite comes back cut off or without its input), and joins the paragraph for its input if
+    there is one: a client's own new text as one, and each line it kept of the previous global
+    prompt on its own (such a line is an earlier upload: routed with the rest, several clients'
+    rules would land under one input)."""
     objective = ctx.objective
     bodies = list(dict.fromkeys(objective.without_format(u.prompt).strip() for u in uploads))
-    parts = [_paragraphs(body) for body in bodies]
     previous = set(_paragraphs(objective.without_format(ctx.previous)))
+    units = [unit for body in bodies for unit in _units(body, previous)]
     slots: dict[str, str] = {}  # the input a paragraph is for (or the paragraph) -> paragraph
-    for paragraph in (p for paragraphs in parts for p in paragraphs if _condition(p)):
+    for paragraph in filter(_condition, units):
         slot = _condition(paragraph)
         if slot not in slots or slots[slot] in previous:
             slots[slot] = paragraph
         elif paragraph not in previous:  # two clients edited it
             slots[slot] = _join(slots[slot], paragraph)
-    loose = [rest for ps in parts if (rest := " ".join(p for p in ps if not _condition(p)))]
-    words = route_words(max(len(body.split()) for body in bodies), len(loose))
-    for paragraph in await asyncio.gather(*(_route(rest, words, ctx) for rest in loose)):
+    loose = list(dict.fromkeys(u for u in units if not _condition(u)))
+    budget = route_words(max(len(body.split()) for body in bodies), [len(u.split()) for u in loose])
+    routed = asyncio.gather(
+        *(_route(u, words, ctx) for u, words in zip(loose, budget, strict=True))
+    )
+    for paragraph in await routed:
         slot = _condition(paragraph)
         if slot is None:
             slots.setdefault(paragraph, paragraph)
@@ -139,9 +144,11 @@ async def _routed_merge(uploads: Sequence[Upload], ctx: AggregationContext) -> A
     return Aggregate(prompt, {"merged": len(bodies), "paragraphs": len(slots)})
 
 
-def route_words(longest: int, paragraphs: int) -> int:
-    """A routed paragraph's word budget: its share of 1.5x the longest upload's words."""
-    return max(12, longest * 3 // 2 // max(1, paragraphs))
+def route_words(longest: int, lengths: list[int]) -> list[int]:
+    """Each routed paragraph's word budget: its share of 1.5x the longest upload's words, by the
+    words it is rewritten from."""
+    total = max(1, sum(lengths))
+    return [max(12, longest * 3 * n // (2 * total)) for n in lengths]
 
 
 def route_tokens(words: int) -> int:
@@ -161,14 +168,24 @@ async def _route(text: str, words: int, ctx: AggregationContext) -> str:
     return paragraph if _condition(paragraph) and not truncated else text
 
 
+def _units(body: str, previous: set[str]) -> list[str]:
+    """What a merge routes or lists on its own: an upload's routed paragraphs, the lines it kept
+    of the previous global prompt, each, and the rest of it, as one."""
+    paragraphs = _paragraphs(body)
+    own = " ".join(p for p in paragraphs if not _condition(p) and p not in previous)
+    return [p for p in paragraphs if _condition(p) or p in previous] + ([own] if own else [])
+
+
 def _paragraphs(body: str) -> list[str]:
-    """The body's lines; a bullet under a routed paragraph belongs to it."""
+    """The body's lines; a bullet belongs to a routed paragraph or a heading ("Rules:") above."""
     paragraphs: list[str] = []
+    takes_bullets = False
     for line in filter(None, map(str.strip, body.splitlines())):
-        if paragraphs and _condition(paragraphs[-1]) and re.match(r"[-*•]|\d+[.)]\s", line):
+        if takes_bullets and re.match(r"[-*•]|\d+[.)]\s", line):
             paragraphs[-1] += f" {line}"
         else:
             paragraphs.append(line)
+            takes_bullets = bool(_condition(line)) or line.endswith(":")
     return paragraphs
 
 
@@ -219,8 +236,9 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     """Ours: a routed merge that keeps what each client learned. The merge and every upload are
     scored task by task on the server's validation data; on each task where the merge falls
     behind the best upload by more than RETAIN_MARGIN, that upload's sentences the merge dropped
-    are put back. Of the merge, the repaired merge and the concatenation, the kept one loses
-    least on its worst task (retention: its accuracy over the best upload's), then is shortest."""
+    are put back. Of the merge, the repaired merge, the concatenation and the uploads, the kept one
+    loses least on its worst task (retention: its accuracy over the best upload's), then on the
+    next worst, and so on; then it is the shortest."""
     if ctx.validate_tasks is None:
         raise ValueError("the retain aggregator needs server validation data")
     merged = await _routed_merge(uploads, ctx)
@@ -236,7 +254,8 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     options = {
         "merge": merged.prompt,
         "repaired merge": _put_back(merged.prompt, owners, ctx.objective),
-        "concatenation": _concatenation(distinct, ctx.objective),
+        "concatenation": _concatenation(distinct, ctx),
+        **{f"upload {i}": upload for i, upload in enumerate(distinct, 1)},
     }
     options = {k: p for k, p in options.items() if len(p) <= ctx.max_chars}
     if not options:  # all over the cap: `aggregate` falls back, as for any merge too long
@@ -244,11 +263,11 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     fresh = [p for p in dict.fromkeys(options.values()) if p not in scores]
     scores |= dict(zip(fresh, await _by_task(ctx, fresh), strict=True))
 
-    def worst_retention(prompt: str) -> float:
-        return min(scores[prompt][t] / best[t] if best[t] else 1.0 for t in best)
+    def retentions(prompt: str) -> list[float]:  # the worst task first
+        return sorted(scores[prompt][t] / best[t] if best[t] else 1.0 for t in best)
 
-    kept = max(options, key=lambda k: (worst_retention(options[k]), -len(options[k])))
-    info |= {"retention": {k: round(worst_retention(p), 3) for k, p in options.items()}}
+    kept = max(options, key=lambda k: (retentions(options[k]), -len(options[k])))
+    info |= {"retention": {k: [round(r, 3) for r in retentions(p)] for k, p in options.items()}}
     return Aggregate(options[kept], info | {"kept": kept})
 
 
@@ -257,9 +276,12 @@ async def _by_task(ctx: AggregationContext, prompts: list[str]) -> list[dict[str
     return list(await asyncio.gather(*(ctx.validate_tasks(p) for p in prompts)))
 
 
-def _concatenation(uploads: list[str], objective: Objective) -> str:
-    """Every upload's lines, each distinct line once, then the format once."""
-    lines = (line for u in uploads for line in _paragraphs(objective.without_format(u)))
+def _concatenation(uploads: list[str], ctx: AggregationContext) -> str:
+    """Every upload's units, each distinct one once on a line of its own (a later round routes
+    each as one), then the format once."""
+    objective = ctx.objective
+    previous = set(_paragraphs(objective.without_format(ctx.previous)))
+    lines = (unit for u in uploads for unit in _units(objective.without_format(u), previous))
     return "\n".join([*dict.fromkeys(lines), objective.answer_format])
 
 
