@@ -7,7 +7,8 @@ Aggregation: per run and task, `local` is the test accuracy of the last round's 
 client holding that task (scored here with the run's forward model, cached), `global` the last
 round's global prompt's (from the run); retention = global / local; × longest upload: the global
 prompt's length over the round's longest upload's (the goal for a merge: at most 1.5). Versus:
-two aggregators' global prompts on the same seeds and examples. Local steps and clients:
+two aggregators' global prompts on the same seeds and examples, and the same for each local steps
+or clients value against the first. Local steps and clients:
 the final prompt's test accuracy and the run's tokens. Intervals are 95% over seeds and examples
 (the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t).
 Each finished run's results.json is archived under docs/results/findings_runs/ (commit them): on
@@ -20,7 +21,7 @@ import asyncio
 import json
 import shutil
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scipy import stats as scipy_stats
@@ -130,9 +131,7 @@ VERSUS = [  # (aggregator, reference): the paper's third finding, then ours agai
 
 
 def versus_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
-    """An aggregator against a reference: the last global prompts' test scores, per task and over
-    all tasks, paired by seed (the seeds both have finished) and example. `local` holds the
-    reference's accuracy, `global` the aggregator's."""
+    """Each VERSUS pair of aggregators, per setting."""
     by_run = {
         (run.label["variant"], run.label["federation.aggregation"], run.seed): (run, results)
         for run, results in runs
@@ -140,26 +139,57 @@ def versus_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
     rows = []
     for setting in sorted({key[0] for key in by_run}):
         for aggregator, reference in VERSUS:
-            seeds = sorted(
-                seed
-                for (s, a, seed) in by_run
-                if s == setting and a == aggregator and (s, reference, seed) in by_run
-            )
-            if not seeds:
-                continue
-            pairs: dict[str, list] = defaultdict(list)
-            for seed in seeds:
-                ours, theirs = by_run[setting, aggregator, seed], by_run[setting, reference, seed]
-                tasks = [ex.task for ex in prepare_data(ours[0].config).test]
-                mine = ours[1]["final"]["last"]["test_scores"]
-                ref = theirs[1]["final"]["last"]["test_scores"]
-                for task in [*dict.fromkeys(tasks), "all"]:
-                    keep = [i for i, t in enumerate(tasks) if task in (t, "all")]
-                    pairs[task].append(([ref[i] for i in keep], [mine[i] for i in keep]))
-            for task, task_pairs in pairs.items():
-                gap = pooled(task_pairs)
-                rows.append(_row("versus", setting, aggregator, reference, task, gap, seeds=seeds))
+            rows += _paired(setting, aggregator, reference, by_run, _last)
     return rows
+
+
+def factor_versus_rows(question: str, key: str, runs: list[tuple[SweepRun, dict]]) -> list[dict]:
+    """Each value of a swept factor against its first (local steps 2 and 4 against 1)."""
+    by_run = {(question, run.label[key], run.seed): (run, results) for run, results in runs}
+    values = sorted({value for _, value, _ in by_run})
+    return [
+        row for value in values[1:] for row in _paired(question, value, values[0], by_run, _final)
+    ]
+
+
+def _last(results: dict) -> list[float]:
+    """The last round's global prompt's test scores (what aggregation kept)."""
+    return results["final"]["last"]["test_scores"]
+
+
+def _final(results: dict) -> list[float]:
+    """The run's result's test scores (the best prompt on validation)."""
+    return results["final"]["test_scores"]
+
+
+def _paired(
+    setting: str,
+    name: object,
+    reference: object,
+    by_run: dict,
+    scores: Callable[[dict], list[float]],
+) -> list[dict]:
+    """`name`'s runs against `reference`'s on the same test examples (`scores` of each), per
+    task and over all tasks (when several), paired by seed (those both have finished) and
+    example. `local` holds the reference's accuracy, `global` the compared one's."""
+    seeds = sorted(
+        seed
+        for (s, n, seed) in by_run
+        if (s, n) == (setting, name) and (s, reference, seed) in by_run
+    )
+    pairs: dict[str, list] = defaultdict(list)
+    for seed in seeds:
+        ours, theirs = by_run[setting, name, seed], by_run[setting, reference, seed]
+        tasks = [ex.task for ex in prepare_data(ours[0].config).test]
+        everything = ["all"] if len(set(tasks)) > 1 else []
+        mine, ref = scores(ours[1]), scores(theirs[1])
+        for task in [*dict.fromkeys(tasks), *everything]:
+            keep = [i for i, t in enumerate(tasks) if task in (t, "all")]
+            pairs[task].append(([ref[i] for i in keep], [mine[i] for i in keep]))
+    return [
+        _row("versus", setting, str(name), reference, task, pooled(task_pairs), seeds=seeds)
+        for task, task_pairs in pairs.items()
+    ]
 
 
 def _length_ratio(results: dict) -> float:
@@ -261,8 +291,7 @@ def markdown(rows: list[dict]) -> str:
         )
     lines += [
         "",
-        "| setting | aggregator | reference | task | reference's | aggregator's | Δ (95% CI) | "
-        "seeds |",
+        "| setting | compared | reference | task | reference's | compared's | Δ (95% CI) | seeds |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if r["question"] == "versus"):
@@ -290,7 +319,7 @@ def main() -> None:
         if question == "aggregation":
             rows += aggregation_rows(runs) + versus_rows(runs)
         else:
-            rows += factor_rows(question, key, runs)
+            rows += factor_rows(question, key, runs) + factor_versus_rows(question, key, runs)
     print(markdown(rows))
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {args.out}")

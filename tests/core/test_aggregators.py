@@ -313,22 +313,27 @@ def test_each_upload_is_routed_on_its_own_in_its_share_of_the_words_by_length(ob
 PLURAL, SUMS = "If the input is a word: write its plural.", "If the input is two numbers: add."
 
 
-def round_two(objective: Objective, bodies: list[str]) -> tuple[str, list[str]]:
-    """The merge of uploads that edited the routed global prompt PLURAL / SUMS, and what was
-    sent to be routed."""
+def round_two(
+    objective: Objective,
+    bodies: list[str],
+    previous: str = f"{PLURAL}\n{SUMS}",
+    routed: str = "<ROUTED>If the input is a word: keep the irregular plurals.</ROUTED>",
+) -> tuple[str, list[str]]:
+    """The merge of uploads that edited the global prompt `previous` (by default, the routed
+    PLURAL / SUMS), and what was sent to be routed."""
     fmt = objective.answer_format
     asked = []
 
     def reply(messages) -> str:
         asked.append(messages[-1]["content"])
-        return "<ROUTED>If the input is a word: keep the irregular plurals.</ROUTED>"
+        return routed
 
     async def validate_tasks(prompt: str) -> dict[str, float]:
         return {"t": 1.0}
 
     ups = [Upload(i, f"{body}\n{fmt}", 3) for i, body in enumerate(bodies)]
     context = AggregationContext(
-        objective, scripted_engine(reply), f"{PLURAL}\n{SUMS}\n{fmt}", validate_tasks=validate_tasks
+        objective, scripted_engine(reply), f"{previous}\n{fmt}", validate_tasks=validate_tasks
     )
     return asyncio.run(aggregate("retain", ups, context)).prompt, asked
 
@@ -358,23 +363,9 @@ def test_two_edits_of_one_paragraph_are_joined(objective):
 
 def test_each_line_kept_of_an_unrouted_global_prompt_is_routed_on_its_own(objective):
     # The previous global prompt was a concatenation: each of its lines is an earlier upload.
-    fmt = objective.answer_format
-    asked = []
-
-    def reply(messages) -> str:
-        asked.append(messages[-1]["content"])
-        return "<ROUTED>cut off"
-
-    async def validate_tasks(prompt: str) -> dict[str, float]:
-        return {"t": 1.0}
-
     lines = ["Write the plural.", "Add the two numbers."]
     bodies = ["\n".join(lines), "\n".join([*lines, "Be brief.", "Never explain."])]
-    ups = [Upload(i, f"{body}\n{fmt}", 3) for i, body in enumerate(bodies)]
-    context = AggregationContext(
-        objective, scripted_engine(reply), f"{bodies[0]}\n{fmt}", validate_tasks=validate_tasks
-    )
-    asyncio.run(aggregate("retain", ups, context))
+    _, asked = round_two(objective, bodies, previous=bodies[0], routed="<ROUTED>cut off")
     routed = [next(u for u in [*lines, "Be brief. Never explain."] if u in a) for a in asked]
     assert sorted(routed) == sorted([*lines, "Be brief. Never explain."])
     assert not any(lines[0] in a and lines[1] in a for a in asked)
