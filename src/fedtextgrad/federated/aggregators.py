@@ -120,7 +120,7 @@ async def _routed_merge(uploads: Sequence[Upload], ctx: AggregationContext) -> A
     rules would land under one input)."""
     objective = ctx.objective
     bodies = list(dict.fromkeys(objective.without_format(u.prompt).strip() for u in uploads))
-    previous = set(_paragraphs(objective.without_format(ctx.previous)))
+    previous = _previous_lines(ctx)
     units = [unit for body in bodies for unit in _units(body, previous)]
     slots: dict[str, str] = {}  # the input a paragraph is for (or the paragraph) -> paragraph
     for paragraph in filter(_condition, units):
@@ -174,6 +174,10 @@ def _units(body: str, previous: set[str]) -> list[str]:
     paragraphs = _paragraphs(body)
     own = " ".join(p for p in paragraphs if not _condition(p) and p not in previous)
     return [p for p in paragraphs if _condition(p) or p in previous] + ([own] if own else [])
+
+
+def _previous_lines(ctx: AggregationContext) -> set[str]:
+    return set(_paragraphs(ctx.objective.without_format(ctx.previous)))
 
 
 def _paragraphs(body: str) -> list[str]:
@@ -279,8 +283,7 @@ async def _by_task(ctx: AggregationContext, prompts: list[str]) -> list[dict[str
 def _concatenation(uploads: list[str], ctx: AggregationContext) -> str:
     """Every upload's units, each distinct one once on a line of its own (a later round routes
     each as one), then the format once."""
-    objective = ctx.objective
-    previous = set(_paragraphs(objective.without_format(ctx.previous)))
+    objective, previous = ctx.objective, _previous_lines(ctx)
     lines = (unit for u in uploads for unit in _units(objective.without_format(u), previous))
     return "\n".join([*dict.fromkeys(lines), objective.answer_format])
 
