@@ -253,6 +253,32 @@ def test_among_options_that_each_lose_a_task_retain_keeps_the_one_that_loses_lea
     assert all(r[:2] == [0.0, 0.0] for k, r in result.info["retention"].items() if k != "merge")
 
 
+def test_retentions_equal_but_for_rounding_tie_and_the_next_task_decides(objective):
+    # 0.1 / 0.3 and 0.3 / 0.9 are one third each, yet differ in floating point.
+    fmt = objective.answer_format
+    ups = [Upload(i, f"{rule}\n{fmt}", 3) for i, rule in enumerate(RULES.values())]
+    table = {  # per task: (an upload's score, the repaired merge's, the concatenation's)
+        "plural": (0.9, 0.9, 0.3),
+        "sum": (0.3, 0.1, 0.3),
+        "antonym": (1.0, 0.8, 1.0),
+    }
+
+    def reply(messages) -> str:
+        return "<ROUTED>If the input is plural: Be brief.</ROUTED>"  # loses every rule
+
+    async def validate_tasks(prompt: str) -> dict[str, float]:
+        column = 1 if "Be brief." in prompt else 2 if prompt.count("\n") > 1 else 0
+        held = [t for t, rule in RULES.items() if rule in prompt]
+        return {t: table[t][column] if t in held else 0.0 for t in RULES}
+
+    context = AggregationContext(
+        objective, scripted_engine(reply), PREVIOUS, validate_tasks=validate_tasks
+    )
+    result = asyncio.run(aggregate("retain", ups, context))
+    assert result.info["retention"]["concatenation"] == [0.333, 1.0, 1.0]
+    assert result.info["kept"] == "concatenation"
+
+
 def test_a_rewrite_without_its_input_keeps_the_upload_as_it_was(objective):
     merged = retain_with(objective, ROUTED | {"sum": "Be brief."})
     assert f"Add the two numbers. {careful(RULES['sum'])}" in merged["prompt"].splitlines()

@@ -268,7 +268,8 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
     scores |= dict(zip(fresh, await _by_task(ctx, fresh), strict=True))
 
     def retentions(prompt: str) -> list[float]:  # the worst task first
-        return sorted(scores[prompt][t] / best[t] if best[t] else 1.0 for t in best)
+        # Rounded: 0.1 / 0.3 > 0.3 / 0.9 in floating point, and a tie must go to the next task.
+        return sorted(round(scores[prompt][t] / best[t], 9) if best[t] else 1.0 for t in best)
 
     kept = max(options, key=lambda k: (retentions(options[k]), -len(options[k])))
     info |= {"retention": {k: [round(r, 3) for r in retentions(p)] for k, p in options.items()}}
