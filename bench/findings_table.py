@@ -7,8 +7,9 @@ Aggregation: per run and task, `local` is the test accuracy of the last round's 
 client holding that task (scored here with the run's forward model, cached), `global` the last
 round's global prompt's (from the run); retention = global / local; × longest upload: the global
 prompt's length over the round's longest upload's (the goal for a merge: at most 1.5). Versus:
-two aggregators' global prompts on the same seeds and examples, and the same for each local steps
-or clients value against the first. Local steps and clients:
+two aggregators' global prompts on the same seeds and examples (and `retain` against its first
+design, whose runs are archived), and the same for each local steps or clients value against
+the first. Local steps and clients:
 the final prompt's test accuracy and the run's tokens. Intervals are 95% over seeds and examples
 (the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t).
 Each finished run's results.json is archived under docs/results/findings_runs/ (commit them): on
@@ -130,15 +131,25 @@ VERSUS = [  # (aggregator, reference): the paper's third finding, then ours agai
 ]
 
 
+# An aggregator's earlier design: its runs, archived by run name, against the current ones.
+EARLIER = {"retain": ("retain v1", ARCHIVE / "findings_retain_v1")}
+
+
 def versus_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
-    """Each VERSUS pair of aggregators, per setting."""
+    """Each VERSUS pair of aggregators, then each EARLIER design against its successor, per
+    setting."""
     by_run = {
         (run.label["variant"], run.label["federation.aggregation"], run.seed): (run, results)
         for run, results in runs
     }
+    for (setting, aggregator, seed), (run, _) in list(by_run.items()):
+        if aggregator in EARLIER:
+            name, folder = EARLIER[aggregator]
+            if (path := folder / run.name / "results.json").exists():
+                by_run[setting, name, seed] = (run, json.loads(path.read_text()))
     rows = []
     for setting in sorted({key[0] for key in by_run}):
-        for aggregator, reference in VERSUS:
+        for aggregator, reference in [*VERSUS, *((a, n) for a, (n, _) in EARLIER.items())]:
             rows += _paired(setting, aggregator, reference, by_run, _last)
     return rows
 
