@@ -236,9 +236,11 @@ def test_among_options_that_each_lose_a_task_retain_keeps_the_one_that_loses_lea
     fmt = objective.answer_format
     ups = [Upload(i, f"{rule}\n{fmt}", 3) for i, rule in enumerate(RULES.values())]
 
+    routed = ROUTED | {"plural": "If the input is plural: Be brief."}
+
     def reply(messages) -> str:
-        routed = ROUTED | {"plural": "If the input is plural: Be brief."}
-        return f"<ROUTED>{next(r for t, r in routed.items() if RULES[t] in messages[-1]['content'])}</ROUTED>"
+        task = next(t for t, rule in RULES.items() if rule in messages[-1]["content"])
+        return f"<ROUTED>{routed[task]}</ROUTED>"
 
     async def validate_tasks(prompt: str) -> dict[str, float]:
         held = [(prompt.index(rule), task) for task, rule in RULES.items() if rule in prompt]

@@ -271,8 +271,9 @@ async def retain(uploads: Sequence[Upload], ctx: AggregationContext) -> Aggregat
         # Rounded: 0.1 / 0.3 > 0.3 / 0.9 in floating point, and a tie must go to the next task.
         return sorted(round(scores[prompt][t] / best[t], 9) if best[t] else 1.0 for t in best)
 
-    kept = max(options, key=lambda k: (retentions(options[k]), -len(options[k])))
-    info |= {"retention": {k: [round(r, 3) for r in retentions(p)] for k, p in options.items()}}
+    ranked = {k: retentions(p) for k, p in options.items()}
+    kept = max(options, key=lambda k: (ranked[k], -len(options[k])))
+    info |= {"retention": {k: [round(r, 3) for r in rs] for k, rs in ranked.items()}}
     return Aggregate(options[kept], info | {"kept": kept})
 
 
