@@ -4,14 +4,15 @@ steps and the number of clients change the result, from the findings sweeps' fin
     python bench/findings_table.py [--out docs/results/findings.json]
 
 Aggregation: per run and task, `local` is the test accuracy of the last round's upload of the
-client holding that task (scored here with the run's forward model, cached), `global` the last
-round's global prompt's (from the run); retention = global / local; × longest upload: the global
-prompt's length over the round's longest upload's (the goal for a merge: at most 1.5). Versus:
-two aggregators' global prompts on the same seeds and examples (and `retain` against its first
-design, whose runs are archived), and the same for each local steps or clients value against
-the first. Local steps and clients:
-the final prompt's test accuracy and the run's tokens. Intervals are 95% over seeds and examples
-(the crossed bootstrap of fedtextgrad.stats.pooled); retention's is over seeds only (t).
+client holding that task (at 6 clients, of its two holders on average; scored here with the run's
+forward model, cached), `global` the last round's global prompt's (from the run); retention =
+global / local; × longest upload: the global prompt's length over the round's longest upload's
+(the goal for a merge: at most 1.5). Versus: two aggregators' global prompts on the same seeds and
+examples (and `retain` against its first design, whose runs are archived, and against itself
+checking on the server's own examples, OWN_CHECK), and the same for each local steps or clients
+value against the first. Local steps and clients: the final prompt's test accuracy and the run's
+tokens. Intervals are 95% over seeds and examples (the crossed bootstrap of
+fedtextgrad.stats.pooled); retention's is over seeds only (t).
 Each finished run's results.json is archived under docs/results/findings_runs/ (commit them): on
 a new machine, `cp -r docs/results/findings_runs/. runs/` and the sweeps skip those runs."""
 
@@ -46,10 +47,19 @@ QUESTIONS = {  # question -> (sweep file, runs directory, swept key)
 }
 
 
-def finished(sweep_file: str, runs_dir: Path) -> list[tuple[SweepRun, dict]]:
+# `retain` checking merges on validation examples of the server's own, apart from the clients'
+# (their gate chose the uploads on theirs, which flatters the uploads), in runs of its own:
+#   fedtextgrad sweep configs/sweeps/measured/findings_aggregation.toml \
+#       --out runs/findings_own_check --set eval.server_val_size=40 --only '*retain*'
+OWN_CHECK = ("findings_aggregation.toml", "findings_own_check", ["eval.server_val_size=40"])
+
+
+def finished(
+    sweep_file: str, runs_dir: Path, overrides: list[str] | None = None
+) -> list[tuple[SweepRun, dict]]:
     """The sweep's complete runs, each archived as it is read."""
     runs = []
-    for run in load_sweep(SWEEPS / sweep_file).runs:
+    for run in load_sweep(SWEEPS / sweep_file, overrides).runs:
         if run.status(runs_dir) == "complete":
             path = runs_dir / run.name / "results.json"
             (ARCHIVE / runs_dir.name / run.name).mkdir(parents=True, exist_ok=True)
@@ -59,18 +69,17 @@ def finished(sweep_file: str, runs_dir: Path) -> list[tuple[SweepRun, dict]]:
 
 
 async def upload_scores(run: SweepRun, results: dict) -> dict[str, list[float]]:
-    """task -> the test scores of its client's last upload (client c holds task c mod tasks)."""
+    """task -> the test scores of its clients' last uploads, example by example on average
+    (client c holds task c mod tasks)."""
     config = run.config
     data = prepare_data(config)
     tasks = list(data.objective.tasks)
     uploads = {c["client"]: c["prompt"] for c in results["rounds"][-1]["clients"]}
     engines = Engines.open(config)
-    scores = {}
+    scores: dict[str, list[list[float]]] = defaultdict(list)
     try:
         for client, prompt in sorted(uploads.items()):
             task = tasks[client % len(tasks)]
-            if task in scores:  # 6 clients: the first holder of each task stands for it
-                continue
             examples = [ex for ex in data.test if ex.task == task]
             attempts = await evaluate(
                 engines.forward,
@@ -80,16 +89,26 @@ async def upload_scores(run: SweepRun, results: dict) -> dict[str, list[float]]:
                 max_tokens=config.train.forward_max_tokens,
                 purpose="test",
             )
-            scores[task] = [a.score for a in attempts]
+            scores[task].append([a.score for a in attempts])
     finally:
         await engines.aclose()
-    return scores
+    # 6 clients: a task's two holders, example by example, on average
+    return {
+        task: [sum(s) / len(s) for s in zip(*held, strict=True)] for task, held in scores.items()
+    }
+
+
+def aggregator_of(run: SweepRun) -> str:
+    """The run's aggregator, and where it checks merges on validation examples of its own."""
+    own = run.config.eval.server_val_size
+    name = run.config.federation.aggregation
+    return f"{name}, own {own}" if own else name
 
 
 def aggregation_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
     groups: dict[tuple, list] = defaultdict(list)
     for run, results in runs:
-        groups[run.label["variant"], run.label["federation.aggregation"]].append((run, results))
+        groups[run.label["variant"], aggregator_of(run)].append((run, results))
     rows = []
     for (setting, aggregator), members in groups.items():
         per_task: dict[str, list] = defaultdict(list)  # task -> [(local scores, global scores)]
@@ -128,6 +147,9 @@ VERSUS = [  # (aggregator, reference): the paper's third finding, then ours agai
     ("uid_summarize", "summarize"),
     ("retain", "concat"),
     ("retain", "uid_summarize"),
+    ("retain, own 40", "retain"),
+    ("retain, own 40", "concat"),
+    ("retain, own 40", "uid_summarize"),
 ]
 
 
@@ -139,7 +161,7 @@ def versus_rows(runs: list[tuple[SweepRun, dict]]) -> list[dict]:
     """Each VERSUS pair of aggregators, then each EARLIER design against its successor, per
     setting."""
     by_run = {
-        (run.label["variant"], run.label["federation.aggregation"], run.seed): (run, results)
+        (run.label["variant"], aggregator_of(run), run.seed): (run, results)
         for run, results in runs
     }
     for (setting, aggregator, seed), (run, _) in list(by_run.items()):
@@ -328,6 +350,8 @@ def main() -> None:
             print(f"{question}: no finished runs in runs/{runs_dir}")
             continue
         if question == "aggregation":
+            sweep, folder, overrides = OWN_CHECK
+            runs += finished(sweep, ROOT / "runs" / folder, overrides)
             rows += aggregation_rows(runs) + versus_rows(runs)
         else:
             rows += factor_rows(question, key, runs) + factor_versus_rows(question, key, runs)

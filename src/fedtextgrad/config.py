@@ -139,6 +139,12 @@ class DefenseConfig(_Section):
 
 class EvalConfig(_Section):
     val_size: int | None = Field(None, ge=1)
+    server_val_size: int | None = Field(
+        None,
+        ge=1,
+        description="the server's own validation examples a task, apart from the clients' "
+        "(needs val_size); unset: the server scores on the clients' validation examples",
+    )
     test_size: int | None = Field(None, ge=1)
     uid_metrics: bool = Field(
         False, description="record the surprisal profile of every global prompt (forward engine)"
@@ -199,6 +205,8 @@ class ExperimentConfig(_Section):
             )
         if fed.partition == "by_task" and fed.clients < len(self.task.all_names):
             raise ValueError("partition 'by_task' needs at least one client per task")
+        if self.eval.server_val_size and not self.eval.val_size:
+            raise ValueError("eval.server_val_size needs eval.val_size: set both")
         return self
 
     def public_dict(self) -> dict:
@@ -211,11 +219,17 @@ class ExperimentConfig(_Section):
 
 def same_experiment(stored: dict, config: ExperimentConfig) -> bool:
     """Whether a run's stored config (`public_dict`) is this experiment. Engine plumbing under
-    llm.* (timeouts, cache location, keys) may change between attempts of a run."""
-    current = config.public_dict()
-    return {k: v for k, v in stored.items() if k != "llm"} == {
-        k: v for k, v in current.items() if k != "llm"
-    }
+    llm.* (timeouts, cache location, keys) may change between attempts of a run; a setting added
+    since the run was stored counts at its default."""
+    try:  # validated again, so the stored config gains the settings added since, at defaults
+        then = ExperimentConfig.model_validate({k: v for k, v in stored.items() if k != "llm"})
+    except ValidationError:  # a setting since removed or restricted
+        return False
+    return _without_llm(then.public_dict()) == _without_llm(config.public_dict())
+
+
+def _without_llm(data: dict) -> dict:
+    return {k: v for k, v in data.items() if k != "llm"}
 
 
 def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> ExperimentConfig:

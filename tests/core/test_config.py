@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedtextgrad import FedTextGradError, load_config
+from fedtextgrad.config import same_experiment
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.toml"))
 
@@ -61,6 +62,7 @@ def test_overrides_parse_toml_values_and_bare_words(tmp_path):
         ({}, [], "missing key 'task'"),
         ({"task": {"name": "a", "names": ["b"]}}, [], "set exactly one of task.name or task.names"),
         ({"task": {"name": "x"}}, ["oops"], "invalid override 'oops'"),
+        ({"task": {"name": "x"}}, ["eval.server_val_size=5"], "needs eval.val_size: set both"),
     ],
 )
 def test_bad_configs_get_one_line(data, overrides, message):
@@ -83,3 +85,13 @@ def test_every_shipped_config_is_valid(path):
     if "base" in tomllib.loads(path.read_text()):
         pytest.skip("a sweep file: tested with the sweeps")
     load_config(path)
+
+
+def test_a_setting_added_since_a_run_counts_at_its_default():
+    cfg = load_config({"task": {"name": "x"}})
+    stored = cfg.public_dict()
+    del stored["eval"]["server_val_size"]  # a run stored before the setting existed
+    assert same_experiment(stored, cfg)
+    assert not same_experiment(stored, load_config({"task": {"name": "x"}}, ["eval.val_size=3"]))
+    stored["eval"]["removed_setting"] = 1
+    assert not same_experiment(stored, cfg)

@@ -218,6 +218,31 @@ def test_heterogeneous_federation_prepares_data() -> None:
     assert data.objective.initial_prompt == load_task(names[0]).initial_prompt
 
 
+def test_the_server_s_own_validation_leaves_the_clients_data_as_it_was() -> None:
+    setting = {
+        "task": {"names": ["ii_sum", "ii_antonyms"], "train_size": 10},
+        "federation": {"clients": 4, "partition": "by_task"},
+        "eval": {"val_size": 4, "test_size": 5},
+    }
+    shared = prepare_data(load_config(setting))
+    own = prepare_data(load_config(setting, ["eval.server_val_size=6"]))
+    assert own.client_train == shared.client_train and own.client_val == shared.client_val
+    assert inputs(shared.val) == inputs(ex for part in shared.client_val for ex in part)
+    assert [ex.task for ex in own.val] == ["ii_sum"] * 6 + ["ii_antonyms"] * 6
+    assert not inputs(own.val) & inputs(shared.val) and own.test == shared.test
+
+
+def test_too_few_examples_for_the_server_s_own_validation(tmp_path: Path) -> None:
+    path = tmp_path / "doubles.jsonl"  # a custom task: 20 examples, 8 of them for validation
+    path.write_text(
+        "\n".join(json.dumps({"question": f"{i}?", "answer": f"#### {2 * i}"}) for i in range(20))
+    )
+    cfg = load_config({"task": {"name": str(path)}, "eval": {"val_size": 4, "server_val_size": 5}})
+    with pytest.raises(FedTextGradError, match=r"doubles has fewer than eval.val_size \+ eval"):
+        prepare_data(cfg)
+    assert len(prepare_data(load_config(cfg.model_dump(), ["eval.server_val_size=4"])).val) == 4
+
+
 @pytest.mark.parametrize("task", ["cause_and_effect", "translation_en-fr", "common_concept"])
 def test_packaged_files_match_the_derivation(data_dir: Path, task: str) -> None:
     source = data_dir / "instruction_induction"

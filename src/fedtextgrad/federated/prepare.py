@@ -6,19 +6,19 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.errors import ConfigError
 from fedtextgrad.llm import LLM, ResponseCache, open_engine
-from fedtextgrad.tasks import Example, load_task, partition
+from fedtextgrad.tasks import Example, Task, load_task, partition
 from fedtextgrad.textgrad import Objective
 
 
 @dataclass
 class FederatedData:
     objective: Objective
-    val: list[Example]  # the server's validation set (all tasks)
+    val: list[Example]  # the server's validation set (all tasks): its own, or the clients'
     test: list[Example]
     client_train: list[list[Example]]
     client_val: list[list[Example]]  # for the clients' validation gate
@@ -46,18 +46,20 @@ def _digest(data: object) -> str:
 def prepare_data(config: ExperimentConfig) -> FederatedData:
     """Load the tasks and split them over the clients; a pure function of the config, so every
     process of a distributed run derives the same partitions."""
-    tc, fed = config.task, config.federation
+    tc, fed, ev = config.task, config.federation, config.eval
+    own = ev.server_val_size or 0
     tasks = [
         load_task(
             name,
             data_dir=tc.data_dir,
             train_size=tc.train_size,
-            val_size=config.eval.val_size,
-            test_size=config.eval.test_size,
+            val_size=ev.val_size + own if own else ev.val_size,  # val_size is set with own
+            test_size=ev.test_size,
             data_seed=tc.data_seed,
         )
         for name in tc.all_names
     ]
+    tasks, server_val = _server_validation(tasks, ev.val_size, own)
     objective = Objective.of(*tasks)
     if fed.partition == "by_task":
         owners = [[c for c in range(fed.clients) if c % len(tasks) == t] for t in range(len(tasks))]
@@ -81,11 +83,29 @@ def prepare_data(config: ExperimentConfig) -> FederatedData:
         )
     return FederatedData(
         objective,
-        val=[ex for task in tasks for ex in task.val],
+        val=server_val,
         test=[ex for task in tasks for ex in task.test],
         client_train=client_train,
         client_val=client_val,
     )
+
+
+def _server_validation(
+    tasks: list[Task], clients: int | None, own: int
+) -> tuple[list[Task], list[Example]]:
+    """The tasks cut to the clients' validation examples, and the server's: its `own` a task,
+    drawn after the clients' so asking for them leaves every client's data as it was; or, with
+    none of its own, the clients'."""
+    if not own:
+        return tasks, [ex for task in tasks for ex in task.val]
+    assert clients is not None  # the config requires eval.val_size with eval.server_val_size
+    if short := [task.name for task in tasks if len(task.val) < clients + own]:
+        raise ConfigError(
+            f"task {short[0]} has fewer than eval.val_size + eval.server_val_size "
+            f"({clients} + {own}) validation examples: lower them"
+        )
+    kept = [replace(task, val=task.val[:clients]) for task in tasks]
+    return kept, [ex for task in tasks for ex in task.val[clients:]]
 
 
 def _split(examples, clients: int, method: str, config: ExperimentConfig) -> list[list[Example]]:
