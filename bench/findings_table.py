@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import shutil
 from collections import defaultdict
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from scipy import stats as scipy_stats
 
+from fedtextgrad.config import ExperimentConfig
 from fedtextgrad.federated.prepare import Engines, prepare_data
 from fedtextgrad.stats import Paired, points, pooled
 from fedtextgrad.sweep import SweepRun, load_sweep
@@ -68,6 +70,11 @@ def finished(
     return runs
 
 
+# The uploads' test scores, kept once measured: another machine's replies differ a little
+# (batched decoding is not bit-reproducible), and scoring every upload again takes ~40 minutes.
+UPLOAD_SCORES = ARCHIVE / "upload_scores.json"
+
+
 async def upload_scores(run: SweepRun, results: dict) -> dict[str, list[float]]:
     """task -> the test scores of its clients' last uploads, example by example on average
     (client c holds task c mod tasks)."""
@@ -75,27 +82,38 @@ async def upload_scores(run: SweepRun, results: dict) -> dict[str, list[float]]:
     data = prepare_data(config)
     tasks = list(data.objective.tasks)
     uploads = {c["client"]: c["prompt"] for c in results["rounds"][-1]["clients"]}
-    engines = Engines.open(config)
-    scores: dict[str, list[list[float]]] = defaultdict(list)
-    try:
-        for client, prompt in sorted(uploads.items()):
-            task = tasks[client % len(tasks)]
-            examples = [ex for ex in data.test if ex.task == task]
-            attempts = await evaluate(
-                engines.forward,
-                prompt,
-                examples,
-                data.objective,
-                max_tokens=config.train.forward_max_tokens,
-                purpose="test",
-            )
-            scores[task].append([a.score for a in attempts])
-    finally:
-        await engines.aclose()
+    known = json.loads(UPLOAD_SCORES.read_text()) if UPLOAD_SCORES.exists() else {}
+    keys = {c: _score_key(config, p, tasks[c % len(tasks)]) for c, p in uploads.items()}
+    if missing := [c for c in sorted(uploads) if keys[c] not in known]:
+        engines = Engines.open(config)
+        try:
+            for client in missing:
+                task = tasks[client % len(tasks)]
+                attempts = await evaluate(
+                    engines.forward,
+                    uploads[client],
+                    [ex for ex in data.test if ex.task == task],
+                    data.objective,
+                    max_tokens=config.train.forward_max_tokens,
+                    purpose="test",
+                )
+                known[keys[client]] = [a.score for a in attempts]
+        finally:
+            await engines.aclose()
+        UPLOAD_SCORES.write_text(json.dumps(dict(sorted(known.items()))) + "\n")
+    held: dict[str, list[list[float]]] = defaultdict(list)
+    for client in sorted(uploads):
+        held[tasks[client % len(tasks)]].append(known[keys[client]])
     # 6 clients: a task's two holders, example by example, on average
     return {
-        task: [sum(s) / len(s) for s in zip(*held, strict=True)] for task, held in scores.items()
+        task: [sum(s) / len(s) for s in zip(*lists, strict=True)] for task, lists in held.items()
     }
+
+
+def _score_key(config: ExperimentConfig, prompt: str, task: str) -> str:
+    """What an upload's test scores depend on."""
+    what = [prompt, task, config.engines.forward, config.train.forward_max_tokens]
+    return hashlib.sha256(json.dumps([*what, config.eval.test_size]).encode()).hexdigest()[:16]
 
 
 def aggregator_of(run: SweepRun) -> str:
