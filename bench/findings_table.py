@@ -112,8 +112,14 @@ async def upload_scores(run: SweepRun, results: dict) -> dict[str, list[float]]:
 
 def _score_key(config: ExperimentConfig, prompt: str, task: str) -> str:
     """What an upload's test scores depend on."""
-    what = [prompt, task, config.engines.forward, config.train.forward_max_tokens]
-    return hashlib.sha256(json.dumps([*what, config.eval.test_size]).encode()).hexdigest()[:16]
+    what = [
+        prompt,
+        task,
+        config.engines.forward,
+        config.train.forward_max_tokens,
+        config.eval.test_size,
+    ]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
 
 def aggregator_of(run: SweepRun) -> str:
