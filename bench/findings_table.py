@@ -9,9 +9,9 @@ forward model, cached), `global` the last round's global prompt's (from the run)
 global / local; × longest upload: the global prompt's length over the round's longest upload's
 (the goal for a merge: at most 1.5). Versus: two aggregators' global prompts on the same seeds and
 examples (and `retain` against its first design, whose runs are archived, and against itself
-checking on the server's own examples, OWN_CHECK), and the same for each local steps or clients
-value against the first. Local steps and clients: the final prompt's test accuracy and the run's
-tokens. Intervals are 95% over seeds and examples (the crossed bootstrap of
+checking on the server's own examples, OWN_CHECK, as is `select`), and the same for each local
+steps or clients value against the first. Local steps and clients: the final prompt's test
+accuracy and the run's tokens. Intervals are 95% over seeds and examples (the crossed bootstrap of
 fedtextgrad.stats.pooled); retention's is over seeds only (t).
 Each finished run's results.json is archived under docs/results/findings_runs/ (commit them): on
 a new machine, `cp -r docs/results/findings_runs/. runs/` and the sweeps skip those runs."""
@@ -174,6 +174,7 @@ VERSUS = [  # (aggregator, reference): the paper's third finding, then ours agai
     ("retain, own 40", "retain"),
     ("retain, own 40", "concat"),
     ("retain, own 40", "uid_summarize"),
+    ("retain, own 40", "select, own 40"),  # the same check's data, the other design
 ]
 
 
